@@ -1,0 +1,32 @@
+"""The sampler process: reads every pod group's counters on the sampling timer."""
+
+from __future__ import annotations
+
+import functools
+
+from resctrl_pipeline.actor import run_actor
+from resctrl_pipeline.config import Config
+from resctrl_pipeline.core import Core
+from resctrl_pipeline.resctrl.info import probe
+from resctrl_pipeline.resctrl.mondata import PreadReader
+from resctrl_pipeline.sampling import Sampler
+
+
+def build(cfg: Config) -> Core:
+    """The sampler core with the production reader and a probe of the resctrl root."""
+    return Sampler(
+        reader=PreadReader(),
+        sampling_interval=cfg.sampling_interval,
+        health_interval=cfg.health_interval,
+        probe=functools.partial(probe, cfg.resctrl_root),
+        probe_interval=min(cfg.retry_interval, 10.0),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``rp-sampler``."""
+    return run_actor(build, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,398 @@
+"""The one actor shell every process uses: sockets, poll loop, timers, signals, stats.
+
+An :class:`Actor` wires a :class:`~resctrl_pipeline.core.Core` to its edges from
+:mod:`topology`: it binds a PULL socket per input edge, connects a PUSH socket per
+output edge, and runs one poll loop that
+
+* decodes input messages (malformed or oversized ones are counted and skipped),
+* fires deadline timers on the monotonic clock (a missed tick is skipped and counted,
+  never made up in a burst),
+* sends outputs without blocking: at the high-water mark a message is dropped and
+  counted, a stateful edge is marked dirty and gets a full snapshot as soon as a send
+  succeeds again, and each stateful edge also gets a snapshot every
+  ``snapshot_interval`` (anti-entropy: PUSH/PULL has no back channel),
+* logs drops at most once a second per edge: ``Dropped N <what> in the last second``,
+* turns SIGTERM/SIGINT into an orderly stop and SIGUSR1 into ``core.on_signal``,
+* pushes an :class:`~resctrl_pipeline.messages.ActorStats` heartbeat to the supervisor.
+
+Only this module and the supervisor import zmq.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import zmq
+
+from resctrl_pipeline import codec
+from resctrl_pipeline.config import Config, load, resolve
+from resctrl_pipeline.core import Core, Outputs, Stats, Timer
+from resctrl_pipeline.droplog import DropLog
+from resctrl_pipeline.errors import ConfigError, DecodeError
+from resctrl_pipeline.messages import ActorStats, Message
+from resctrl_pipeline.topology import EDGES, edges_from, edges_into, endpoint
+
+__all__ = ["Actor", "ActorSettings", "TimerSchedule", "run_actor"]
+
+log = logging.getLogger(__name__)
+
+_SIGNALS_TO_CORE: dict[int, str] = {
+    signal.SIGUSR1: "SIGUSR1",
+    signal.SIGUSR2: "SIGUSR2",
+    signal.SIGHUP: "SIGHUP",
+}
+
+
+class TimerSchedule:
+    """Deadline bookkeeping for periodic timers (pure; time passed in).
+
+    Deadlines advance by whole intervals from the start time, so timers do not drift.
+    After a stall, the timer fires once and the ticks that were missed are counted in
+    :attr:`missed`, not replayed.
+    """
+
+    def __init__(self, timers: list[Timer], now: float) -> None:
+        self._timers = {t.name: t for t in timers}
+        self._deadline = {t.name: now + t.interval for t in timers}
+        self.missed: dict[str, int] = {t.name: 0 for t in timers}
+
+    def due(self, now: float) -> list[str]:
+        """Names of timers whose deadline has passed, advancing their deadlines."""
+        fired = []
+        for name, deadline in self._deadline.items():
+            if now < deadline:
+                continue
+            interval = self._timers[name].interval
+            late = int((now - deadline) // interval)
+            self.missed[name] += late
+            self._deadline[name] = deadline + (late + 1) * interval
+            fired.append(name)
+        return fired
+
+    def next_deadline(self) -> float | None:
+        """The earliest pending deadline, or None without timers."""
+        return min(self._deadline.values(), default=None)
+
+
+@dataclass(frozen=True)
+class ActorSettings:
+    """How the shell runs a core. Injected so tests can pick tiny intervals and clocks."""
+
+    runtime_dir: str
+    channel_capacity: int
+    snapshot_interval: float = 10.0
+    stats_interval: float = 1.0
+    #: Monotonic clock; injectable so tests drive timers deterministically.
+    clock: Callable[[], float] = time.monotonic
+    #: Edge name → endpoint override (tests); default from :func:`topology.endpoint`.
+    endpoints: dict[str, str] = field(default_factory=dict)
+    install_signal_handlers: bool = True
+
+
+class Actor:
+    """Runs one core in a poll loop until stopped. Not thread-safe; one per process."""
+
+    def __init__(self, core: Core, settings: ActorSettings) -> None:
+        self.core = core
+        self.settings = settings
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        self._pull: dict[str, zmq.Socket[bytes]] = {}
+        self._push: dict[str, zmq.Socket[bytes]] = {}
+        self._dirty: dict[str, bool] = {}
+        self._drops = DropLog()
+        self._seq = 0
+        self._received: dict[str, int] = {}
+        self._sent: dict[str, int] = {}
+        self._decode_errors = 0
+        self._started_at = time.time()
+        self._stop = False
+        self._pending_signals: list[str] = []
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._poller = zmq.Poller()
+        self._fds: set[int] = set()
+        self._open_sockets()
+        now = settings.clock()
+        extra = [Timer("__stats", settings.stats_interval)]
+        if any(EDGES[e].stateful for e in self._push):
+            extra.append(Timer("__snapshot", settings.snapshot_interval))
+        self._schedule = TimerSchedule(core.timers() + extra, now)
+
+    # --- sockets --------------------------------------------------------------------
+
+    def _address(self, edge: str) -> str:
+        return self.settings.endpoints.get(edge) or endpoint(self.settings.runtime_dir, edge)
+
+    def _open_sockets(self) -> None:
+        hwm = self.settings.channel_capacity
+        for edge in edges_into(self.core.name):
+            sock = self._ctx.socket(zmq.PULL)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.RCVHWM, hwm)
+            sock.setsockopt(zmq.MAXMSGSIZE, codec.MAX_MESSAGE_BYTES)
+            address = self._address(edge)
+            _remove_stale_ipc(address)
+            sock.bind(address)
+            _restrict_ipc(address)
+            self._pull[edge] = sock
+            self._poller.register(sock, zmq.POLLIN)
+        for edge in (*edges_from(self.core.name), "stats"):
+            if edge in self._push:
+                continue
+            sock = self._ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, hwm)
+            sock.connect(self._address(edge))
+            self._push[edge] = sock
+        self._poller.register(self._wake_r, zmq.POLLIN)
+
+    def _sync_fds(self) -> None:
+        wanted = set(self.core.watched_fds())
+        for fd in self._fds - wanted:
+            self._poller.unregister(fd)
+        for fd in wanted - self._fds:
+            self._poller.register(fd, zmq.POLLIN)
+        self._fds = wanted
+
+    # --- sending ----------------------------------------------------------------------
+
+    def _try_send(self, edge: str, msg: Message) -> bool:
+        self._seq += 1
+        data = codec.encode(msg, src=self.core.name, seq=self._seq, ts=time.time())
+        try:
+            self._push[edge].send(data, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        self._sent[edge] = self._sent.get(edge, 0) + 1
+        return True
+
+    def send(self, edge: str, msg: Message) -> bool:
+        """Send without blocking; returns False (and counts a drop) at the HWM.
+
+        On a stateful edge that is dirty, a full snapshot is tried first and, when it
+        goes out, stands in for ``msg`` (the snapshot already contains its effect).
+        """
+        now = self.settings.clock()
+        if self._dirty.get(edge):
+            snap = self.core.snapshot(edge)
+            if snap is not None and self._try_send(edge, snap):
+                self._dirty[edge] = False
+                return True
+            self._drops.record(edge, now)
+            return False
+        if self._try_send(edge, msg):
+            return True
+        self._drops.record(edge, now)
+        if EDGES[edge].stateful:
+            self._dirty[edge] = True
+        return False
+
+    def _emit(self, outputs: Outputs) -> None:
+        for edge, msg in outputs:
+            self.send(edge, msg)
+
+    def _retry_dirty(self) -> None:
+        for edge, dirty in self._dirty.items():
+            if dirty:
+                snap = self.core.snapshot(edge)
+                if snap is not None and self._try_send(edge, snap):
+                    self._dirty[edge] = False
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self._stop = True
+        else:
+            self._pending_signals.append(_SIGNALS_TO_CORE.get(signum, str(signum)))
+
+    def stop(self) -> None:
+        """Ask the loop to finish after the current step."""
+        self._stop = True
+
+    def step(self, max_wait: float | None = None) -> None:
+        """One poll iteration: wait for input or the next deadline, then handle both.
+
+        Args:
+            max_wait: upper bound on the wait in seconds (tests pass 0 to never block).
+        """
+        clock = self.settings.clock
+        self._sync_fds()
+        now = clock()
+        deadlines = [d for d in (self._schedule.next_deadline(), self._drops.next_due()) if d]
+        wait = max(0.0, min(deadlines) - now) if deadlines else 1.0
+        if max_wait is not None:
+            wait = min(wait, max_wait)
+        try:
+            events = dict(self._poller.poll(int(wait * 1000) if wait > 0 else 0))
+        except zmq.ZMQError as err:
+            if err.errno == zmq.ETERM:
+                self._stop = True
+                return
+            events = {}
+        if self._wake_r in events or self._wake_r.fileno() in events:
+            with contextlib.suppress(BlockingIOError):
+                self._wake_r.recv(4096)
+        for edge, sock in self._pull.items():
+            if sock in events:
+                self._drain(edge, sock)
+        for fd in self._fds:
+            if fd in events:
+                self._emit(self.core.on_readable(fd, clock()))
+        while self._pending_signals:
+            self._emit(self.core.on_signal(self._pending_signals.pop(0), clock()))
+        now = clock()
+        for name in self._schedule.due(now):
+            if name == "__stats":
+                self._send_stats()
+            elif name == "__snapshot":
+                self._send_snapshots()
+            else:
+                self._emit(self.core.on_timer(name, now))
+        self._retry_dirty()
+        for edge, n in self._drops.due(now):
+            log.warning("Dropped %d %s in the last second", n, EDGES[edge].what)
+
+    def _drain(self, edge: str, sock: zmq.Socket[bytes]) -> None:
+        # Bounded so that one busy edge cannot starve timers and the other edges.
+        for _ in range(1024):
+            try:
+                data = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._received[edge] = self._received.get(edge, 0) + 1
+            try:
+                env = codec.decode(data)
+            except DecodeError as err:
+                self._decode_errors += 1
+                log.warning("skipping malformed message on %s: %s", edge, err)
+                continue
+            self._emit(self.core.on_message(edge, env.body, self.settings.clock()))
+
+    def _send_snapshots(self) -> None:
+        for edge in self._push:
+            if EDGES[edge].stateful:
+                snap = self.core.snapshot(edge)
+                if snap is not None and not self._try_send(edge, snap):
+                    self._dirty[edge] = True
+
+    def stats(self) -> ActorStats:
+        """The heartbeat: core statistics plus the shell's own counters."""
+        core: Stats = self.core.statistics()
+        counters = dict(core.counters)
+        for edge, n in self._received.items():
+            counters[f"received_{edge}"] = n
+        for edge, n in self._sent.items():
+            counters[f"sent_{edge}"] = n
+        for edge, n in self._drops.total.items():
+            counters[f"dropped_{edge}"] = n
+        for name, n in self._schedule.missed.items():
+            if not name.startswith("__"):
+                counters[f"missed_ticks_{name}"] = n
+        counters["decode_errors"] = self._decode_errors
+        return ActorStats(
+            actor=self.core.name, pid=os.getpid(), started_at=self._started_at,
+            counters=counters, gauges=dict(core.gauges), ready=dict(core.ready),
+            info=dict(core.info),
+        )  # fmt: skip
+
+    def _send_stats(self) -> None:
+        # Heartbeats are plain data: a dropped one is replaced by the next.
+        self._try_send("stats", self.stats())
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT (or :meth:`stop`); returns the exit code (0)."""
+        if self.settings.install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT, *_SIGNALS_TO_CORE):
+                signal.signal(sig, self._on_signal)
+            signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        try:
+            self._emit(self.core.on_start(self.settings.clock()))
+            self._send_stats()
+            while not self._stop:
+                self.step()
+            self._emit(self.core.on_stop(self.settings.clock()))
+            self._send_stats()
+        finally:
+            self.close()
+        return 0
+
+    def close(self) -> None:
+        """Close every socket (linger 0: queued messages are discarded)."""
+        for sock in (*self._pull.values(), *self._push.values()):
+            sock.close(0)
+        self._pull.clear()
+        self._push.clear()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+def _ipc_path(address: str) -> str | None:
+    return address[len("ipc://") :] if address.startswith("ipc://") else None
+
+
+def _remove_stale_ipc(address: str) -> None:
+    """Remove a leftover socket file of ours; refuse anything we do not own.
+
+    A crashed consumer leaves its socket file behind; binding again needs it gone. A
+    path owned by another user, or that is not a socket, is refused (never hijacked).
+    """
+    path = _ipc_path(address)
+    if path is None:
+        return
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.getuid():
+        raise PermissionError(f"refusing to replace {path}: not a socket owned by us")
+    os.unlink(path)
+
+
+def _restrict_ipc(address: str) -> None:
+    path = _ipc_path(address)
+    if path is not None:
+        os.chmod(path, 0o600)
+
+
+def run_actor(build: Callable[[Config], Core], argv: list[str] | None = None) -> int:
+    """Entry point shared by the actor processes: ``rp-<actor> --config FILE``.
+
+    The supervisor writes the effective configuration to a file in the runtime
+    directory and passes it here; the environment is not read again, so a value the
+    supervisor took from a flag is not overridden by a stale variable.
+
+    Returns:
+        The process exit code: 0 after an orderly stop, 2 on a bad configuration.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description="resctrl-pipeline actor process")
+    parser.add_argument("--config", required=True, help="effective config (TOML)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = resolve(load(args.config, environ={}))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=cfg.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+    )
+    core = build(cfg)
+    settings = ActorSettings(
+        runtime_dir=cfg.runtime_dir,
+        channel_capacity=cfg.channel_capacity,
+        snapshot_interval=cfg.retry_interval,
+    )
+    return Actor(core, settings).run()

@@ -1,0 +1,165 @@
+"""The ``resctrl-pipeline`` command line. Subcommands parse, then call the library.
+
+Exit codes: 0 clean stop, 2 bad configuration or usage, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import click
+
+from resctrl_pipeline import __version__
+from resctrl_pipeline.config import (
+    KEYS,
+    Config,
+    Sources,
+    load,
+    render_example,
+    render_toml,
+    resolve,
+)
+from resctrl_pipeline.errors import ConfigError
+
+__all__ = ["main"]
+
+_FLAG_OPTIONS = [k for k in KEYS if k.flag]
+
+
+def _config_options(fn: Any) -> Any:
+    """Add ``--config`` and one option per configuration key that has a flag."""
+    for key in reversed(_FLAG_OPTIONS):
+        assert key.flag is not None
+        dest = key.name.replace(".", "__")
+        fn = click.option(key.flag, dest, default=None, metavar="VALUE",
+                          help=f"{key.help} [{key.name}]")(fn)  # fmt: skip
+    return click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                        help="TOML configuration file.")(fn)  # fmt: skip
+
+
+def _load(config_file: str | None, flags: dict[str, Any]) -> tuple[Sources, Config]:
+    overrides = {name.replace("__", "."): v for name, v in flags.items() if v is not None}
+    try:
+        sources = load(config_file, overrides=overrides)
+        return sources, resolve(sources)
+    except ConfigError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="resctrl-pipeline")
+def main() -> None:
+    """Per-pod last-level-cache occupancy from resctrl, written to Parquet."""
+
+
+@main.command()
+@_config_options
+def up(config_file: str | None, **flags: Any) -> None:
+    """Run the pipeline in the foreground until SIGTERM/SIGINT."""
+    from resctrl_pipeline.supervise.supervisor import RuntimeDirError, Supervisor
+
+    sources, cfg = _load(config_file, flags)
+    _setup_logging(cfg.log_level)
+    try:
+        code = Supervisor(cfg, sources).run()
+    except (RuntimeDirError, OSError) as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    sys.exit(code)
+
+
+@main.command("config")
+@_config_options
+@click.option("--example", is_flag=True, help="Print a commented file with every key.")
+def config_cmd(config_file: str | None, example: bool, **flags: Any) -> None:
+    """Print the effective configuration and where each value came from."""
+    if example:
+        click.echo(render_example(), nl=False)
+        return
+    sources, _ = _load(config_file, flags)
+    click.echo(render_toml(sources), nl=False)
+
+
+def _runtime_pids(runtime_dir: str) -> dict[str, Any]:
+    path = os.path.join(runtime_dir, "pids.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc: dict[str, Any] = json.load(f)
+            return doc
+    except (OSError, ValueError) as err:
+        click.echo(f"error: no running pipeline found in {runtime_dir} ({err})", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@_config_options
+def rotate(config_file: str | None, **flags: Any) -> None:
+    """Ask the running writer to finalise its file and start a new one (SIGUSR1)."""
+    _, cfg = _load(config_file, flags)
+    doc = _runtime_pids(cfg.runtime_dir)
+    pid = doc.get("actors", {}).get("writer") or doc.get("supervisor")
+    if not isinstance(pid, int) or pid <= 0:
+        click.echo("error: the pipeline has no writer running", err=True)
+        sys.exit(1)
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        click.echo(f"error: process {pid} from {cfg.runtime_dir}/pids.json is gone", err=True)
+        sys.exit(1)
+    click.echo(f"rotation requested (SIGUSR1 to pid {pid})")
+
+
+def _get_status(http_addr: str) -> dict[str, Any]:
+    url = f"http://{http_addr}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            doc: dict[str, Any] = json.load(resp)
+            return doc
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        click.echo(f"error: cannot reach the pipeline at {url}: {err}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@_config_options
+@click.option("--json", "as_json", is_flag=True, help="Print the raw /status document.")
+def status(config_file: str | None, as_json: bool, **flags: Any) -> None:
+    """Actors, pids, uptime, restarts, drops and last sample, as a table."""
+    from resctrl_pipeline.status_table import format_status
+
+    _, cfg = _load(config_file, flags)
+    doc = _get_status(cfg.http_addr)
+    click.echo(json.dumps(doc, indent=2) if as_json else format_status(doc))
+
+
+@main.command()
+@_config_options
+def check(config_file: str | None, **flags: Any) -> None:
+    """Preflight of this node: resctrl, L3 monitoring, RMIDs, cgroups, NRI, permissions."""
+    from resctrl_pipeline.preflight import run_checks
+
+    _, cfg = _load(config_file, flags)
+    verdicts = run_checks(cfg)
+    width = max(len(v.name) for v in verdicts)
+    for v in verdicts:
+        click.echo(f"{v.status:<4}  {v.name:<{width}}  {v.detail}")
+    sys.exit(1 if any(v.status == "FAIL" for v in verdicts) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,394 @@
+"""Configuration: defaults < TOML file < environment < command line, strictly checked.
+
+Two layers (style point 12): :func:`load` gathers raw values from each source,
+remembering where each came from, and :func:`resolve` turns them into a frozen,
+validated :class:`Config`. Unknown keys and invalid values raise
+:class:`~resctrl_pipeline.errors.ConfigError` naming the key and the value; nothing is
+silently replaced by a default.
+
+Every key is declared once in :data:`KEYS`; the example config, the ``config``
+command and the docs' reference table are all generated from it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from resctrl_pipeline.errors import ConfigError
+
+__all__ = [
+    "KEYS",
+    "Config",
+    "Key",
+    "Sources",
+    "load",
+    "parse_bytes",
+    "parse_duration",
+    "resolve",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_BYTES = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB|k|K|M|G)?\s*$")
+_BYTE_UNITS = {
+    None: 1, "B": 1, "k": 1024, "K": 1024, "KiB": 1024, "KB": 1000,
+    "M": 1024**2, "MiB": 1024**2, "MB": 1000**2,
+    "G": 1024**3, "GiB": 1024**3, "GB": 1000**3,
+}  # fmt: skip
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+_COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "none")
+
+
+def parse_duration(text: object) -> float:
+    """Parse ``250ms``, ``1s``, ``2m``, ``1h`` (or a bare number of seconds) → seconds.
+
+    Raises:
+        ValueError: not a positive duration in one of those forms.
+    """
+    if isinstance(text, bool):
+        raise ValueError("expected a duration such as 250ms, 1s, 2m or 1h")
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        m = _DURATION.match(str(text))
+        if not m:
+            raise ValueError("expected a duration such as 250ms, 1s, 2m or 1h")
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if not seconds > 0 or seconds > 7 * 86400:
+        raise ValueError("a duration must be above 0 and at most 7 days")
+    return seconds
+
+
+def parse_bytes(text: object) -> int:
+    """Parse ``256MiB``, ``1GB``, ``4096`` → bytes (must be positive).
+
+    Raises:
+        ValueError: not a positive size.
+    """
+    if isinstance(text, bool):
+        raise ValueError("expected a size such as 4096, 64MiB or 1GiB")
+    if isinstance(text, int):
+        value = text
+    else:
+        m = _BYTES.match(str(text))
+        if not m:
+            raise ValueError("expected a size such as 4096, 64MiB or 1GiB")
+        value = int(m.group(1)) * _BYTE_UNITS[m.group(2)]
+    if value <= 0:
+        raise ValueError("a size must be positive")
+    return value
+
+
+def _positive_int(limit: int) -> Callable[[object], int]:
+    def parse(text: object) -> int:
+        if isinstance(text, bool):
+            raise ValueError("expected a positive integer")
+        try:
+            value = int(str(text).strip()) if not isinstance(text, int) else text
+        except ValueError as err:
+            raise ValueError("expected a positive integer") from err
+        if not 0 < value <= limit:
+            raise ValueError(f"must be between 1 and {limit}")
+        return value
+
+    return parse
+
+
+def _text(pattern: str, what: str, max_len: int = 4096) -> Callable[[object], str]:
+    regex = re.compile(pattern)
+
+    def parse(text: object) -> str:
+        if not isinstance(text, str):
+            raise ValueError(f"expected {what}")
+        if len(text) > max_len or "\x00" in text or not regex.fullmatch(text):
+            raise ValueError(f"expected {what}")
+        return text
+
+    return parse
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[object], str]:
+    def parse(text: object) -> str:
+        value = str(text).strip().lower()
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _http_addr(text: object) -> str:
+    if not isinstance(text, str):
+        raise ValueError("expected HOST:PORT")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected HOST:PORT with a port from 0 to 65535")
+    return text
+
+
+def _output(text: object) -> str:
+    value = _text(r"[^\n]+", "a directory path or s3://bucket/prefix")(text)
+    if value.startswith("s3://") and not re.fullmatch(r"s3://[a-z0-9.\-]{3,63}(/.*)?", value):
+        raise ValueError("expected s3://bucket/prefix with a valid bucket name")
+    return value
+
+
+_path = _text(r"/[^\n]*", "an absolute path")
+_any_path = _text(r"[^\n]+", "a path")
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One configuration key: its name, env variable, default, parser and meaning."""
+
+    name: str
+    default: object
+    parse: Callable[[object], Any]
+    help: str
+    env: str | None = None
+    flag: str | None = None
+
+
+KEYS: tuple[Key, ...] = (
+    Key("sampling.interval", "1s", parse_duration,
+        "How often every pod's counters are read.", "RESCTRL_SAMPLING_INTERVAL",
+        "--sampling-interval"),
+    Key("reconcile.retry_interval", "10s", parse_duration,
+        "Re-check of every container's threads, retry of failed group creations, and "
+        "the period of full-state snapshots between actors.", "RESCTRL_RETRY_INTERVAL",
+        "--retry-interval"),
+    Key("health.interval", "60s", parse_duration,
+        "How often the health summary is logged.", "RESCTRL_HEALTH_INTERVAL"),
+    Key("pipeline.channel_capacity", 256, _positive_int(1_000_000),
+        "High-water mark (messages) of each data edge; beyond it messages are dropped "
+        "and counted.", "RESCTRL_CHANNEL_CAPACITY"),
+    Key("pipeline.runtime_dir", "/run/resctrl-pipeline", _path,
+        "Private directory (mode 0700) for the internal sockets.", None, "--runtime-dir"),
+    Key("resctrl.root", "/sys/fs/resctrl", _path,
+        "Mount point of the resctrl filesystem.", "RESCTRL_MOUNT", "--resctrl-root"),
+    Key("resctrl.group_prefix", "pod_", _text(r"[A-Za-z0-9_-]{1,32}", "1-32 of [A-Za-z0-9_-]"),
+        "Name prefix of the monitoring groups this agent owns; others are never touched.",
+        None, "--group-prefix"),
+    Key("cgroup.root", "/sys/fs/cgroup", _path,
+        "Root of the cgroup filesystem (v2 unified or v1 hierarchies).", None, "--cgroup-root"),
+    Key("nri.socket", "/var/run/nri/nri.sock", _path,
+        "containerd's NRI socket.", "NRI_SOCKET_PATH", "--nri-socket"),
+    Key("nri.plugin_name", "resctrl-pipeline", _text(r"[A-Za-z0-9._-]{1,64}", "a plugin name"),
+        "Name under which the listener registers with the runtime."),
+    Key("nri.plugin_index", "10", _text(r"[0-9]{2}", "two digits, e.g. 10"),
+        "Two-digit NRI plugin index (ordering among plugins)."),
+    Key("output.dir", "/var/lib/resctrl-pipeline", _output,
+        "Directory for Parquet files (or s3://bucket/prefix).", None, "--output"),
+    Key("output.prefix", "resctrl-occupancy-", _text(r"[A-Za-z0-9._-]{0,64}", "[A-Za-z0-9._-]"),
+        "File name prefix of the Parquet files.", None, "--prefix"),
+    Key("output.rotate_interval", "1h", parse_duration,
+        "A file older than this is finalised and a new one started."),
+    Key("output.max_file_bytes", "256MiB", parse_bytes,
+        "A file that reaches this size is finalised and a new one started."),
+    Key("output.flush_interval", "10s", parse_duration,
+        "Buffered rows are made durable at least this often (the most a kill -9 loses)."),
+    Key("output.compression", "zstd", _choice(_COMPRESSIONS), "Parquet compression codec."),
+    Key("http.addr", "127.0.0.1:8080", _http_addr,
+        "Address of the HTTP endpoints /live /ready /metrics /status.", None, "--http-addr"),
+    Key("node.name", "", _text(r"[A-Za-z0-9._-]{0,253}", "a node name"),
+        "Node name in file names and metadata; empty = NODE_NAME env or the hostname.",
+        "NODE_NAME", "--node-name"),
+    Key("log.level", "info", _choice(_LOG_LEVELS), "Log level.", None, "--log-level"),
+)  # fmt: skip
+
+_BY_NAME = {k.name: k for k in KEYS}
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Raw values per key and the source each came from (``default``, ``file``, …)."""
+
+    values: dict[str, object]
+    origin: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The validated, immutable configuration every actor receives."""
+
+    sampling_interval: float
+    retry_interval: float
+    health_interval: float
+    channel_capacity: int
+    runtime_dir: str
+    resctrl_root: str
+    group_prefix: str
+    cgroup_root: str
+    nri_socket: str
+    nri_plugin_name: str
+    nri_plugin_index: str
+    output_dir: str
+    output_prefix: str
+    rotate_interval: float
+    max_file_bytes: int
+    flush_interval: float
+    compression: str
+    http_addr: str
+    node_name: str
+    log_level: str
+
+
+_FIELD_OF = {
+    "sampling.interval": "sampling_interval",
+    "reconcile.retry_interval": "retry_interval",
+    "health.interval": "health_interval",
+    "pipeline.channel_capacity": "channel_capacity",
+    "pipeline.runtime_dir": "runtime_dir",
+    "resctrl.root": "resctrl_root",
+    "resctrl.group_prefix": "group_prefix",
+    "cgroup.root": "cgroup_root",
+    "nri.socket": "nri_socket",
+    "nri.plugin_name": "nri_plugin_name",
+    "nri.plugin_index": "nri_plugin_index",
+    "output.dir": "output_dir",
+    "output.prefix": "output_prefix",
+    "output.rotate_interval": "rotate_interval",
+    "output.max_file_bytes": "max_file_bytes",
+    "output.flush_interval": "flush_interval",
+    "output.compression": "compression",
+    "http.addr": "http_addr",
+    "node.name": "node_name",
+    "log.level": "log_level",
+}
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _read_file(path: str | os.PathLike[str]) -> dict[str, object]:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError("--config", str(path), f"cannot read: {err.strerror}") from err
+    try:
+        table = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError("--config", str(path), f"not valid TOML: {err}") from err
+    return _flatten(table)
+
+
+def load(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Sources:
+    """Gather raw values from defaults, the TOML file, the environment and flags.
+
+    Args:
+        config_file: TOML file (nested tables: ``[sampling] interval = "1s"``).
+        environ: environment to read (default ``os.environ``).
+        overrides: key name → value from the command line; None values are ignored.
+
+    Raises:
+        ConfigError: unreadable file, invalid TOML, or an unknown key.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {k.name: k.default for k in KEYS}
+    origin = {k.name: "default" for k in KEYS}
+    if config_file is not None:
+        for name, value in _read_file(config_file).items():
+            if name not in _BY_NAME:
+                raise ConfigError(name, value, f"unknown key in {config_file}")
+            values[name], origin[name] = value, f"file {config_file}"
+    for key in KEYS:
+        if key.env and env.get(key.env, "") != "":
+            values[key.name], origin[key.name] = env[key.env], f"env {key.env}"
+    for name, value in (overrides or {}).items():
+        if name not in _BY_NAME:
+            raise ConfigError(name, value, "unknown key")
+        if value is not None:
+            flag = _BY_NAME[name].flag or name
+            values[name], origin[name] = value, f"flag {flag}"
+    return Sources(values, origin)
+
+
+def resolve(sources: Sources) -> Config:
+    """Validate every raw value and build the frozen :class:`Config`.
+
+    Raises:
+        ConfigError: naming the first invalid key, its value and where it came from.
+    """
+    fields: dict[str, Any] = {}
+    for key in KEYS:
+        raw = sources.values[key.name]
+        try:
+            fields[_FIELD_OF[key.name]] = key.parse(raw)
+        except ValueError as err:
+            raise ConfigError(key.name, raw, f"{err} (from {sources.origin[key.name]})") from err
+    if not fields["node_name"]:
+        fields["node_name"] = _default_node_name()
+    return Config(**fields)
+
+
+def _default_node_name() -> str:
+    # The hostname is trusted less than config: keep only file-name-safe characters.
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:253]
+    return name.lstrip(".") or "node"
+
+
+def render_toml(sources: Sources, with_origin: bool = True) -> str:
+    """The effective configuration as TOML, each value commented with its source."""
+    lines: list[str] = []
+    section = ""
+    for key in KEYS:
+        table, _, leaf = key.name.rpartition(".")
+        if table != section:
+            lines.append(f"\n[{table}]")
+            section = table
+        value = sources.values[key.name]
+        text = _toml_value(value)
+        note = f"  # {sources.origin[key.name]}" if with_origin else ""
+        lines.append(f"{leaf} = {text}{note}")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def render_example() -> str:
+    """``configs/example.toml``: every key with its default, meaning and env variable."""
+    lines = [
+        "# resctrl-pipeline configuration: every key with its default.",
+        "# Precedence: built-in defaults < this file (--config) < environment < flags.",
+        "# Durations: 250ms, 1s, 2m, 1h. Sizes: 4096, 64MiB, 1GiB.",
+        "# Generated by `resctrl-pipeline config --example`; unknown keys are errors.",
+    ]
+    section = ""
+    for key in KEYS:
+        table, _, leaf = key.name.rpartition(".")
+        if table != section:
+            lines.append(f"\n[{table}]")
+            section = table
+        lines.append(f"# {key.help}")
+        extra = [f"env {key.env}"] if key.env else []
+        extra += [f"flag {key.flag}"] if key.flag else []
+        if extra:
+            lines.append(f"# ({', '.join(extra)})")
+        lines.append(f"{leaf} = {_toml_value(key.default)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,85 @@
+"""The contract between an actor's pure core and the shared shell in :mod:`actor`.
+
+A core is a synchronous object that takes inputs and the current monotonic time and
+returns outputs as ``(edge, message)`` pairs. It never touches sockets, never sleeps
+and has no clock of its own, so unit tests and Hypothesis machines drive it directly.
+The shell owns sockets, the poll loop, timers, signals and stats heartbeats.
+
+Hooks have no-op defaults; a core overrides what it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from resctrl_pipeline.messages import Message
+
+__all__ = ["Core", "Outputs", "Stats", "Timer"]
+
+#: What a hook returns: messages to send, each on a named output edge.
+Outputs = list[tuple[str, Message]]
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A periodic deadline timer: fires every ``interval`` seconds of monotonic time."""
+
+    name: str
+    interval: float
+
+
+@dataclass(slots=True)
+class Stats:
+    """What a core reports in its heartbeat (see :class:`messages.ActorStats`)."""
+
+    counters: dict[str, float] = field(default_factory=dict)
+    gauges: dict[str, float] = field(default_factory=dict)
+    ready: dict[str, bool] = field(default_factory=dict)
+    info: dict[str, str] = field(default_factory=dict)
+
+
+class Core:
+    """Base class of actor cores; every hook defaults to doing nothing."""
+
+    #: Actor name as in :data:`topology.ACTORS`.
+    name: str = ""
+
+    def timers(self) -> list[Timer]:
+        """Periodic timers this core wants; read once at start."""
+        return []
+
+    def on_start(self, now: float) -> Outputs:
+        """Called once before the loop starts."""
+        return []
+
+    def on_message(self, edge: str, msg: Message, now: float) -> Outputs:
+        """Called for each decoded message received on an input edge."""
+        return []
+
+    def on_timer(self, name: str, now: float) -> Outputs:
+        """Called when the named timer's deadline passes (missed ticks are skipped)."""
+        return []
+
+    def on_signal(self, signame: str, now: float) -> Outputs:
+        """Called for SIGUSR1/SIGUSR2/SIGHUP, outside the signal handler."""
+        return []
+
+    def watched_fds(self) -> list[int]:
+        """Extra file descriptors to poll for reading (e.g. the NRI socket)."""
+        return []
+
+    def on_readable(self, fd: int, now: float) -> Outputs:
+        """Called when one of :meth:`watched_fds` is readable."""
+        return []
+
+    def snapshot(self, edge: str) -> Message | None:
+        """Full state for a stateful output edge (sent after drops and periodically)."""
+        return None
+
+    def on_stop(self, now: float) -> Outputs:
+        """Called once on SIGTERM/SIGINT before the sockets close; drain and finalise."""
+        return []
+
+    def statistics(self) -> Stats:
+        """Counters, gauges, readiness flags and info strings for the heartbeat."""
+        return Stats()

@@ -1,0 +1,273 @@
+"""The resctrl read side: a group's ``mon_data`` counters, summed over L3 domains.
+
+Layout read (kernel ``Documentation/filesystems/resctrl.rst``)::
+
+    <group>/mon_data/mon_L3_<id>/{llc_occupancy,mbm_total_bytes,mbm_local_bytes}
+    <group>/mon_data/mon_L3_<id>/mon_sub_L3_<node>/…     (sub-NUMA clustering only)
+
+Domain ids need not be contiguous. With sub-NUMA clustering the ``mon_L3_<id>`` file
+already holds the sum of its ``mon_sub_L3_*`` files, so the sub files are read only
+when the L3-level file is absent — a value is never counted twice.
+
+:class:`PreadReader` is the production reader: it resolves a group's counter files
+once, keeps their descriptors open and reads them with ``os.pread`` at offset 0 (the
+kernel regenerates the value on every read). It reopens on a read failure and when
+told a group changed, and falls back to open/read/close for the groups that do not
+fit under ``RLIMIT_NOFILE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+from dataclasses import dataclass
+from typing import Protocol
+
+from resctrl_pipeline.errors import ResctrlReadError
+
+__all__ = [
+    "FEATURES",
+    "GroupReading",
+    "LlcReader",
+    "PreadReader",
+    "counter_files",
+    "parse_counter",
+    "read_group",
+]
+
+FEATURES = ("llc_occupancy", "mbm_total_bytes", "mbm_local_bytes")
+_NON_NUMERIC = {b"Unavailable": "unavailable", b"Error": "error", b"Unassigned": "unassigned"}
+_MAX_COUNTER = 2**63 - 1
+_READ_SIZE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class GroupReading:
+    """One group's counters summed over its L3 domains (bytes); MBM None if absent."""
+
+    llc_occupancy: int
+    mbm_total: int | None = None
+    mbm_local: int | None = None
+
+
+class LlcReader(Protocol):
+    """Reads a group's counters. The sampler core depends only on this."""
+
+    def read(self, group_path: str) -> GroupReading:
+        """Counters of the group at ``group_path``.
+
+        Raises:
+            ResctrlReadError: a value is not a number, or a file cannot be read.
+        """
+        ...
+
+    def forget(self, group_path: str) -> None:
+        """Drop anything cached for the group (it was removed or replaced)."""
+        ...
+
+
+def parse_counter(raw: bytes, where: str = "") -> int:
+    """Parse one counter file's content (``b"123456\\n"``) into bytes.
+
+    Raises:
+        ResctrlReadError: ``Unavailable``/``Error``/``Unassigned`` (reason named after
+            the word), or anything else that is not a non-negative 64-bit integer
+            (reason ``garbage``).
+    """
+    text = raw.strip()
+    try:
+        value = int(text)
+    except ValueError:
+        reason = _NON_NUMERIC.get(text, "garbage")
+        raise ResctrlReadError(reason, f"{where}: {text[:32]!r}") from None
+    if value < 0 or value > _MAX_COUNTER or not text.isdigit():
+        raise ResctrlReadError("garbage", f"{where}: {text[:32]!r}")
+    return value
+
+
+def counter_files(group_path: str, feature: str) -> list[str]:
+    """Paths of ``feature`` in every L3 domain of the group, each L3 counted once.
+
+    Raises:
+        ResctrlReadError: ``missing`` when the group has no ``mon_data`` or no domain.
+    """
+    mon_data = os.path.join(group_path, "mon_data")
+    try:
+        domains = sorted(d for d in os.listdir(mon_data) if d.startswith("mon_L3_"))
+    except OSError as err:
+        raise ResctrlReadError("missing", f"{mon_data}: {err.strerror}") from err
+    files: list[str] = []
+    for domain in domains:
+        top = os.path.join(mon_data, domain, feature)
+        if os.path.exists(top):
+            files.append(top)
+            continue
+        # No L3-level file: sum the sub-NUMA nodes instead (never both).
+        base = os.path.join(mon_data, domain)
+        subs = sorted(s for s in os.listdir(base) if s.startswith("mon_sub_L3_"))
+        files.extend(
+            os.path.join(base, s, feature)
+            for s in subs
+            if os.path.exists(os.path.join(base, s, feature))
+        )
+    if not files:
+        raise ResctrlReadError("missing", f"{mon_data}: no {feature} in any L3 domain")
+    return files
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return f.read(_READ_SIZE)
+    except OSError as err:
+        raise ResctrlReadError("io", f"{path}: {err.strerror}") from err
+
+
+def read_group(group_path: str, mbm: bool = True) -> GroupReading:
+    """Read a group with plain open/read/close (no caching). Used by ``check``/tests."""
+    llc = sum(parse_counter(_read_file(p), p) for p in counter_files(group_path, "llc_occupancy"))
+    if not mbm:
+        return GroupReading(llc)
+    extra: list[int | None] = []
+    for feature in ("mbm_total_bytes", "mbm_local_bytes"):
+        try:
+            paths = counter_files(group_path, feature)
+        except ResctrlReadError:
+            extra.append(None)
+            continue
+        extra.append(sum(parse_counter(_read_file(p), p) for p in paths))
+    return GroupReading(llc, extra[0], extra[1])
+
+
+@dataclass(slots=True)
+class _OpenGroup:
+    llc: list[int]
+    mbm_total: list[int]
+    mbm_local: list[int]
+
+    def fds(self) -> list[int]:
+        return [*self.llc, *self.mbm_total, *self.mbm_local]
+
+
+class PreadReader:
+    """Production :class:`LlcReader`: descriptors kept open, values read with pread.
+
+    Args:
+        mbm: also read ``mbm_total_bytes``/``mbm_local_bytes`` where they exist.
+        fd_budget: how many descriptors it may keep open; default: the soft
+            ``RLIMIT_NOFILE`` minus a reserve of 128 for everything else. Groups that
+            do not fit are read with open/read/close (slower, but correct).
+    """
+
+    def __init__(self, mbm: bool = True, fd_budget: int | None = None) -> None:
+        self.mbm = mbm
+        if fd_budget is None:
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            fd_budget = max(0, soft - 128)
+        self.fd_budget = fd_budget
+        self._open: dict[str, _OpenGroup] = {}
+        self._paths: dict[str, tuple[list[str], list[str], list[str]]] = {}
+        self._fd_count = 0
+        self.reopens = 0
+        self.fallback_reads = 0
+
+    @property
+    def open_fds(self) -> int:
+        """Descriptors currently held."""
+        return self._fd_count
+
+    def _resolve(self, group_path: str) -> tuple[list[str], list[str], list[str]]:
+        paths = self._paths.get(group_path)
+        if paths is None:
+            llc = counter_files(group_path, "llc_occupancy")
+            total: list[str] = []
+            local: list[str] = []
+            if self.mbm:
+                for feature, out in (("mbm_total_bytes", total), ("mbm_local_bytes", local)):
+                    with contextlib.suppress(ResctrlReadError):
+                        out.extend(counter_files(group_path, feature))
+            paths = (llc, total, local)
+            self._paths[group_path] = paths
+        return paths
+
+    def _open_group(self, group_path: str) -> _OpenGroup | None:
+        paths = self._resolve(group_path)
+        needed = sum(len(p) for p in paths)
+        if self._fd_count + needed > self.fd_budget:
+            return None
+        opened: list[list[int]] = []
+        try:
+            for group in paths:
+                opened.append([])
+                for p in group:
+                    opened[-1].append(os.open(p, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as err:
+            for fds in opened:
+                for fd in fds:
+                    os.close(fd)
+            self._paths.pop(group_path, None)
+            raise ResctrlReadError("io", f"{group_path}: {err.strerror}") from err
+        og = _OpenGroup(*opened)
+        self._open[group_path] = og
+        self._fd_count += needed
+        return og
+
+    def read(self, group_path: str) -> GroupReading:
+        """See :meth:`LlcReader.read`. Retries once with fresh descriptors on I/O errors."""
+        og = self._open.get(group_path)
+        if og is None:
+            og = self._open_group(group_path)
+            if og is None:
+                self.fallback_reads += 1
+                return read_group(group_path, self.mbm)
+        try:
+            return self._pread(og, group_path)
+        except OSError:
+            # A stale descriptor (group re-created under the same name): reopen once.
+            self.forget(group_path)
+            self.reopens += 1
+            og = self._open_group(group_path)
+            if og is None:
+                self.fallback_reads += 1
+                return read_group(group_path, self.mbm)
+            try:
+                return self._pread(og, group_path)
+            except OSError as err:
+                self.forget(group_path)
+                raise ResctrlReadError("io", f"{group_path}: {err.strerror}") from err
+
+    @staticmethod
+    def _pread(og: _OpenGroup, where: str) -> GroupReading:
+        pread = os.pread
+        llc = 0
+        for fd in og.llc:
+            raw = pread(fd, _READ_SIZE, 0)
+            try:
+                value = int(raw)  # accepts b"123\n"; the slow path classifies errors
+            except ValueError:
+                value = parse_counter(raw, where)
+            if value < 0:
+                raise ResctrlReadError("garbage", f"{where}: negative llc_occupancy")
+            llc += value
+        if llc > _MAX_COUNTER:
+            raise ResctrlReadError("garbage", f"{where}: llc_occupancy out of range")
+        total = sum(parse_counter(pread(fd, _READ_SIZE, 0), where) for fd in og.mbm_total)
+        local = sum(parse_counter(pread(fd, _READ_SIZE, 0), where) for fd in og.mbm_local)
+        return GroupReading(llc, total if og.mbm_total else None, local if og.mbm_local else None)
+
+    def forget(self, group_path: str) -> None:
+        """See :meth:`LlcReader.forget`: closes the group's descriptors."""
+        self._paths.pop(group_path, None)
+        og = self._open.pop(group_path, None)
+        if og is None:
+            return
+        for fd in og.fds():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fd_count -= len(og.fds())
+
+    def close(self) -> None:
+        """Close every descriptor."""
+        for group_path in list(self._open):
+            self.forget(group_path)

@@ -1,0 +1,262 @@
+"""The sampler core: which pods to read, reading them on a tick, one batch per tick.
+
+State: pods (uid → :class:`GroupState` from the reconciler), labels (uid → namespace,
+name from the listener) and two readiness flags. Handlers mirror the reference test
+plan: :meth:`Sampler.handle_resctrl_event`, :meth:`Sampler.handle_metadata_event`,
+:meth:`Sampler.handle_sample_timer`, :meth:`Sampler.handle_health_timer`,
+:meth:`Sampler.ready`, :meth:`Sampler.create_schema`.
+
+The reader is injected (:class:`~resctrl_pipeline.resctrl.mondata.LlcReader`), and so
+are the wall clock (for row timestamps) and the resctrl probe, so tests drive the core
+with fakes; the monotonic time arrives as an argument.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from resctrl_pipeline import schema
+from resctrl_pipeline.core import Core, Outputs, Stats, Timer
+from resctrl_pipeline.errors import ResctrlReadError
+from resctrl_pipeline.messages import (
+    GroupGone,
+    GroupSnapshot,
+    GroupState,
+    Message,
+    MetadataSnapshot,
+    OccupancyBatch,
+    PodLabels,
+    PodLabelsGone,
+)
+from resctrl_pipeline.resctrl.info import MonitoringInfo
+from resctrl_pipeline.resctrl.mondata import LlcReader
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["Sampler"]
+
+log = logging.getLogger(__name__)
+
+
+class Sampler(Core):
+    """Sampler core. See the module docstring.
+
+    Args:
+        reader: reads a group's counters (production: ``PreadReader``).
+        sampling_interval: seconds between ticks.
+        health_interval: seconds between health log lines.
+        probe: returns the current :class:`MonitoringInfo` of the resctrl root; called
+            at start and every ``probe_interval`` (readiness follows it).
+        with_mbm: emit the memory-bandwidth columns (None: decide from the probe).
+        wall_ns: wall clock in ns since the epoch, for the row timestamps.
+    """
+
+    name = "sampler"
+
+    def __init__(
+        self,
+        reader: LlcReader,
+        sampling_interval: float = 1.0,
+        health_interval: float = 60.0,
+        probe: Callable[[], MonitoringInfo] | None = None,
+        probe_interval: float = 10.0,
+        with_mbm: bool | None = None,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.reader = reader
+        self.sampling_interval = sampling_interval
+        self.health_interval = health_interval
+        self.probe_interval = probe_interval
+        self._probe = probe
+        self._wall_ns = wall_ns
+        self.pods: dict[str, GroupState] = {}
+        self.labels: dict[str, tuple[str, str]] = {}
+        self._seen_groups = False
+        self._seen_metadata = False
+        self._monitoring: MonitoringInfo | None = None
+        self.with_mbm = with_mbm
+        self.samples = 0
+        self.ticks = 0
+        self.batches = 0
+        self.read_errors: dict[str, int] = {}
+        self.last_sample_wall_ns = 0
+        if probe is not None:
+            self._refresh_probe()
+        if self.with_mbm is None:
+            self.with_mbm = bool(self._monitoring and self._monitoring.has_mbm)
+        self._columns = schema.column_names(self.with_mbm)
+
+    # --- readiness ----------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        """True once at least one group event and one metadata event arrived."""
+        return self._seen_groups and self._seen_metadata
+
+    def _refresh_probe(self) -> None:
+        if self._probe is None:
+            return
+        info = self._probe()
+        if self._monitoring is not None and info.reason != self._monitoring.reason:
+            if info.usable:
+                log.info("resctrl monitoring is usable again at %s", info.root)
+            else:
+                log.error("resctrl monitoring unusable: %s", info.reason)
+        elif self._monitoring is None and not info.usable:
+            log.error("resctrl monitoring unusable: %s", info.reason)
+        self._monitoring = info
+
+    def create_schema(self) -> pa.Schema:
+        """Arrow schema of the batches this sampler emits."""
+        return schema.arrow_schema(bool(self.with_mbm))
+
+    # --- handlers -------------------------------------------------------------------------
+
+    def _set_pod(self, state: GroupState) -> None:
+        old = self.pods.get(state.pod_uid)
+        if old is not None and old.group_path and old.group_path != state.group_path:
+            self.reader.forget(old.group_path)
+        self.pods[state.pod_uid] = state
+
+    def handle_resctrl_event(self, msg: GroupState | GroupGone | GroupSnapshot) -> None:
+        """Apply a group delta or snapshot from the reconciler."""
+        self._seen_groups = True
+        if isinstance(msg, GroupState):
+            self._set_pod(msg)
+        elif isinstance(msg, GroupGone):
+            old = self.pods.pop(msg.pod_uid, None)
+            if old is not None and old.group_path:
+                self.reader.forget(old.group_path)
+        else:
+            keep = {s.pod_uid for s in msg.states}
+            for uid in [u for u in self.pods if u not in keep]:
+                old = self.pods.pop(uid)
+                if old.group_path:
+                    self.reader.forget(old.group_path)
+            for state in msg.states:
+                self._set_pod(state)
+
+    def handle_metadata_event(self, msg: PodLabels | PodLabelsGone | MetadataSnapshot) -> None:
+        """Apply a label delta or snapshot from the listener."""
+        self._seen_metadata = True
+        if isinstance(msg, PodLabels):
+            self.labels[msg.uid] = (msg.namespace, msg.name)
+        elif isinstance(msg, PodLabelsGone):
+            self.labels.pop(msg.uid, None)
+        else:
+            self.labels = {p.uid: (p.namespace, p.name) for p in msg.pods}
+
+    def handle_sample_timer(self, reader: LlcReader | None = None) -> OccupancyBatch | None:
+        """Read every pod that has a group; one batch, or None when no row was read.
+
+        A pod whose read fails is skipped for this tick; the failure is counted by
+        reason and logged at debug level.
+        """
+        reader = reader or self.reader
+        self.ticks += 1
+        start = self._wall_ns()
+        cols: dict[str, list[Any]] = {name: [] for name in self._columns}
+        c_ts, c_ns, c_name = cols["timestamp"], cols["pod_namespace"], cols["pod_name"]
+        c_uid, c_group = cols["pod_uid"], cols["resctrl_group"]
+        c_total, c_rec = cols["total_containers"], cols["reconciled_containers"]
+        c_llc = cols["llc_occupancy_bytes"]
+        c_mt, c_ml = cols.get("mbm_total_bytes"), cols.get("mbm_local_bytes")
+        labels, wall_ns = self.labels, self._wall_ns
+        for uid, state in self.pods.items():
+            path = state.group_path
+            if path is None:
+                continue
+            try:
+                reading = reader.read(path)
+            except ResctrlReadError as err:
+                self.read_errors[err.reason] = self.read_errors.get(err.reason, 0) + 1
+                log.debug("skipping pod %s this tick: %s", uid, err)
+                continue
+            c_ts.append(wall_ns())
+            ns_name = labels.get(uid)
+            c_ns.append(ns_name[0] if ns_name else None)
+            c_name.append(ns_name[1] if ns_name else None)
+            c_uid.append(uid)
+            c_group.append(path)
+            c_total.append(state.total_containers)
+            c_rec.append(state.reconciled_containers)
+            c_llc.append(reading.llc_occupancy)
+            if c_mt is not None and c_ml is not None:
+                c_mt.append(reading.mbm_total)
+                c_ml.append(reading.mbm_local)
+        rows = len(c_uid)
+        if not rows:
+            return None
+        cols["start_timestamp"] = [start] * rows
+        self.samples += rows
+        self.batches += 1
+        self.last_sample_wall_ns = start
+        return OccupancyBatch(cols)
+
+    def handle_health_timer(self) -> str | None:
+        """Log ``resctrl health: pods_failed=N, pods_unreconciled=M`` when non-zero."""
+        failed = sum(1 for s in self.pods.values() if s.group_path is None)
+        unreconciled = sum(
+            1 for s in self.pods.values() if s.reconciled_containers < s.total_containers
+        )
+        if not failed and not unreconciled:
+            return None
+        line = f"resctrl health: pods_failed={failed}, pods_unreconciled={unreconciled}"
+        log.info(line)
+        return line
+
+    # --- Core hooks -------------------------------------------------------------------------
+
+    def timers(self) -> list[Timer]:
+        """Sampling, health and resctrl probe timers."""
+        timers = [Timer("sample", self.sampling_interval), Timer("health", self.health_interval)]
+        if self._probe is not None:
+            timers.append(Timer("probe", self.probe_interval))
+        return timers
+
+    def on_message(self, edge: str, msg: Message, now: float) -> Outputs:
+        """Route group and metadata messages to their handlers; ignore anything else."""
+        if isinstance(msg, GroupState | GroupGone | GroupSnapshot):
+            self.handle_resctrl_event(msg)
+        elif isinstance(msg, PodLabels | PodLabelsGone | MetadataSnapshot):
+            self.handle_metadata_event(msg)
+        return []
+
+    def on_timer(self, name: str, now: float) -> Outputs:
+        """Dispatch the timers of :meth:`timers`."""
+        if name == "sample":
+            batch = self.handle_sample_timer()
+            return [("occupancy", batch)] if batch is not None else []
+        if name == "health":
+            self.handle_health_timer()
+        elif name == "probe":
+            self._refresh_probe()
+        return []
+
+    def statistics(self) -> Stats:
+        """Samples, read errors by reason, pods, readiness of sampler and resctrl."""
+        counters: dict[str, float] = {
+            "samples": self.samples, "ticks": self.ticks, "batches": self.batches,
+        }  # fmt: skip
+        for reason, n in self.read_errors.items():
+            counters[f"read_errors_{reason}"] = n
+        mon = self._monitoring
+        gauges: dict[str, float] = {
+            "pods": len(self.pods),
+            "pods_failed": sum(1 for s in self.pods.values() if s.group_path is None),
+            "last_sample_seconds": self.last_sample_wall_ns / 1e9,
+        }
+        if mon is not None and mon.num_rmids is not None:
+            gauges["rmid_capacity"] = mon.num_rmids
+        ready = {"sampler": self.ready(), "resctrl": bool(mon is None or mon.usable)}
+        info = {}
+        if not self._seen_groups or not self._seen_metadata:
+            missing = [n for n, ok in (("group", self._seen_groups),
+                                       ("metadata", self._seen_metadata)) if not ok]  # fmt: skip
+            info["sampler"] = f"waiting for the first {' and '.join(missing)} event"
+        if mon is not None and not mon.usable:
+            info["resctrl"] = mon.reason
+        return Stats(counters, gauges, ready, info)

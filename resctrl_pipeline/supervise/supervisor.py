@@ -1,0 +1,256 @@
+"""``resctrl-pipeline up``: spawn the actors, watch them, restart them, serve HTTP.
+
+The loop waits on the stats socket and a signal wake-up descriptor (SIGCHLD, SIGTERM,
+SIGINT, SIGUSR1), so an idle pipeline costs the supervisor almost nothing:
+
+* a heartbeat updates the :class:`PipelineView` behind the HTTP endpoints;
+* an exited actor is restarted after the :class:`RestartPolicy` back-off, or, after
+  too many restarts, everything stops and ``up`` exits 1;
+* SIGUSR1 is forwarded to the writer (file rotation);
+* SIGTERM/SIGINT stop the actors in data-flow order — listener first, writer last so
+  it drains its input and finalises its file — and ``up`` exits 0. Groups are left in
+  place; the next start adopts them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import stat
+import time
+from collections.abc import Callable
+
+import zmq
+
+from resctrl_pipeline import codec
+from resctrl_pipeline.config import Config, Sources, render_toml
+from resctrl_pipeline.errors import DecodeError, PipelineError
+from resctrl_pipeline.messages import ActorStats
+from resctrl_pipeline.supervise.health import ActorView, PipelineView
+from resctrl_pipeline.supervise.http import HttpEndpoints
+from resctrl_pipeline.supervise.policy import RestartPolicy
+from resctrl_pipeline.supervise.spawner import ActorProcess, available_actors
+from resctrl_pipeline.topology import ACTORS, endpoint
+
+__all__ = ["RuntimeDirError", "Supervisor", "prepare_runtime_dir"]
+
+log = logging.getLogger(__name__)
+
+#: Stop order: producers before consumers, so every consumer can drain.
+STOP_ORDER = ("nri-listener", "reconciler", "sampler", "writer")
+
+
+class RuntimeDirError(PipelineError):
+    """The runtime directory cannot be used safely (wrong owner or not a directory)."""
+
+
+def prepare_runtime_dir(path: str) -> None:
+    """Create ``path`` with mode 0700, or tighten an existing directory of ours.
+
+    Raises:
+        RuntimeDirError: it exists and is not a directory, or belongs to another user.
+    """
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise RuntimeDirError(f"runtime dir {path} is not a directory")
+    if st.st_uid != os.getuid():
+        raise RuntimeDirError(f"runtime dir {path} belongs to uid {st.st_uid}, not to us")
+    os.chmod(path, 0o700)
+
+
+def _write_private(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class Supervisor:
+    """Runs the pipeline until stopped. See the module docstring.
+
+    Args:
+        cfg: the validated configuration.
+        sources: raw values (written to ``<runtime_dir>/config.toml`` for the actors).
+        actors: which actors to run (default: every actor whose module exists).
+        policy: restart policy (tests pass short back-offs).
+        stop_timeout: seconds each actor gets to stop before SIGKILL.
+        on_ready_change: called with the HTTP port once serving (tests, ``demo``).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        sources: Sources,
+        actors: tuple[str, ...] | None = None,
+        policy: RestartPolicy | None = None,
+        stop_timeout: float = 20.0,
+        on_serving: Callable[[int], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.sources = sources
+        self.actor_names = actors if actors is not None else available_actors(ACTORS)
+        self.policy = policy or RestartPolicy()
+        self.stop_timeout = stop_timeout
+        self.on_serving = on_serving
+        self.view = PipelineView(
+            actors={a: ActorView(a) for a in self.actor_names}, started_at=time.time()
+        )
+        self.procs: dict[str, ActorProcess] = {}
+        self._restart_at: dict[str, float] = {}
+        self._stop = False
+        self._signals: list[int] = []
+        self.http_port = 0
+
+    @property
+    def config_path(self) -> str:
+        """The effective configuration file handed to the actors."""
+        return os.path.join(self.cfg.runtime_dir, "config.toml")
+
+    def _write_pids(self) -> None:
+        pids = {name: p.pid for name, p in self.procs.items() if p.running()}
+        doc = {"supervisor": os.getpid(), "http_addr": self.cfg.http_addr,
+               "http_port": self.http_port, "actors": pids}  # fmt: skip
+        _write_private(os.path.join(self.cfg.runtime_dir, "pids.json"), json.dumps(doc).encode())
+
+    def _start(self, name: str) -> None:
+        proc = self.procs[name]
+        pid = proc.start()
+        now = time.monotonic()
+        self.policy.started(name, now)
+        view = self.view.actors[name]
+        view.pid, view.running, view.started_at = pid, True, time.time()
+        log.info("started %s (pid %d)", name, pid)
+        self._write_pids()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self._stop = True
+        elif signum == signal.SIGUSR1:
+            self._signals.append(signum)
+
+    def _reap(self) -> str | None:
+        """Handle exited actors; returns a give-up reason, if any."""
+        now = time.monotonic()
+        for name, proc in self.procs.items():
+            view = self.view.actors[name]
+            if not view.running:
+                continue
+            code = proc.poll()
+            if code is None:
+                continue
+            view.running = False
+            decision = self.policy.exited(name, now)
+            if decision.give_up:
+                log.error("giving up: %s", decision.reason)
+                return decision.reason
+            view.restarts += 1
+            self._restart_at[name] = decision.restart_at
+            log.warning("%s exited with %s; restarting in %.1fs", name, code,
+                        decision.restart_at - now)  # fmt: skip
+        for name, at in list(self._restart_at.items()):
+            if now >= at and not self._stop:
+                del self._restart_at[name]
+                self._start(name)
+        return None
+
+    def _handle_stats(self, sock: zmq.Socket[bytes]) -> None:
+        for _ in range(256):
+            try:
+                data = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                body = codec.decode(data).body
+            except DecodeError as err:
+                log.warning("skipping malformed stats message: %s", err)
+                continue
+            if isinstance(body, ActorStats) and body.actor in self.view.actors:
+                view = self.view.actors[body.actor]
+                if body.pid == view.pid:
+                    view.stats = body
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT (0) or until giving up on an actor (1)."""
+        prepare_runtime_dir(self.cfg.runtime_dir)
+        _write_private(self.config_path, render_toml(self.sources, with_origin=False).encode())
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        stats = ctx.socket(zmq.PULL)
+        stats.setsockopt(zmq.LINGER, 0)
+        stats.setsockopt(zmq.RCVHWM, 1024)
+        stats.setsockopt(zmq.MAXMSGSIZE, codec.MAX_MESSAGE_BYTES)
+        address = endpoint(self.cfg.runtime_dir, "stats")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(address[len("ipc://") :])
+        stats.bind(address)
+        os.chmod(address[len("ipc://") :], 0o600)
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        old_handlers = {
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+        }
+        old_chld = signal.signal(signal.SIGCHLD, lambda *_: None)
+        old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        http = HttpEndpoints(self.cfg.http_addr, lambda: self.view)
+        self.http_port = http.port
+        http.start()
+        log.info("serving /live /ready /metrics /status on %s (port %d)",
+                 self.cfg.http_addr, self.http_port)  # fmt: skip
+        if self.on_serving:
+            self.on_serving(self.http_port)
+        poller = zmq.Poller()
+        poller.register(stats, zmq.POLLIN)
+        poller.register(wake_r, zmq.POLLIN)
+        code = 0
+        try:
+            for name in self.actor_names:
+                self.procs[name] = ActorProcess(name, self.config_path)
+                self._start(name)
+            while not self._stop:
+                wait = 1.0
+                if self._restart_at:
+                    wait = max(0.0, min(min(self._restart_at.values()) - time.monotonic(), 1.0))
+                events = dict(poller.poll(int(wait * 1000)))
+                if wake_r in events or wake_r.fileno() in events:
+                    with contextlib.suppress(BlockingIOError):
+                        wake_r.recv(4096)
+                if stats in events:
+                    self._handle_stats(stats)
+                while self._signals:
+                    self._signals.pop(0)
+                    if "writer" in self.procs and self.procs["writer"].signal(signal.SIGUSR1):
+                        log.info("forwarded SIGUSR1 to the writer (rotate)")
+                reason = self._reap()
+                if reason is not None:
+                    code = 1
+                    break
+        finally:
+            self.view.stopping = True
+            self._shutdown()
+            http.stop()
+            stats.close(0)
+            signal.set_wakeup_fd(old_wakeup)
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+            signal.signal(signal.SIGCHLD, old_chld)
+            wake_r.close()
+            wake_w.close()
+        return code
+
+    def _shutdown(self) -> None:
+        order = [a for a in STOP_ORDER if a in self.procs]
+        order += [a for a in self.procs if a not in order]
+        for name in order:
+            code = self.procs[name].stop(self.stop_timeout)
+            self.view.actors[name].running = False
+            log.info("stopped %s (exit code %s)", name, code)
+        self._restart_at.clear()

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by demo.sh and test.sh: a virtualenv in .venv with the
+# package, and (when root on Debian) the apt packages the emulated node needs.
+# Usage: scripts/setup.sh [--dev]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_dev=0
+[ "${1:-}" = "--dev" ] && want_dev=1
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  if ! command -v fusermount3 >/dev/null 2>&1 || ! ldconfig -p | grep -q libfuse3.so.3; then
+    echo "setup: installing fuse3 (apt)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      fuse3 libfuse3-3 >/dev/null
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+extras="emulator"
+[ "$want_dev" = 1 ] && extras="dev,emulator"
+stamp=".venv/.installed-$extras-$(sha1sum pyproject.toml | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing resctrl-pipeline[$extras] into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e ".[$extras]"
+  touch "$stamp"
+fi

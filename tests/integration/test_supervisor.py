@@ -1,0 +1,113 @@
+"""A real ``up`` on temporary directories: restarts, readiness, orderly stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+import zmq
+
+from resctrl_pipeline import codec
+from resctrl_pipeline.messages import GroupSnapshot, GroupState, MetadataSnapshot, PodLabels
+from resctrl_pipeline.topology import endpoint
+from tests.integration.pipeline import RunningPipeline
+from tests.support import make_group, make_resctrl_tree, poll_until
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pipeline(short_tmp: str) -> Iterator[RunningPipeline]:
+    resctrl = os.path.join(short_tmp, "resctrl")
+    make_resctrl_tree(resctrl)
+    make_group(os.path.join(resctrl, "mon_groups", "pod_u1"), value=1000)
+    p = RunningPipeline(
+        os.path.join(short_tmp, "run"),
+        ["--resctrl-root", resctrl, "--output", os.path.join(short_tmp, "out"),
+         "--sampling-interval", "100ms", "--retry-interval", "1s",
+         "--nri-socket", os.path.join(short_tmp, "nri.sock")],
+        os.path.join(short_tmp, "up.log"),
+    )  # fmt: skip
+    yield p
+    p.kill()
+
+
+def feed_sampler(runtime_dir: str, resctrl: str) -> None:
+    """Stand in for the listener and reconciler: one pod with a group and labels."""
+    ctx = zmq.Context.instance()
+    for edge, msg in (
+        ("groups", GroupSnapshot((GroupState("u1", f"{resctrl}/mon_groups/pod_u1", 1, 1),))),
+        ("metadata", MetadataSnapshot((PodLabels("u1", "ns", "pod"),))),
+    ):
+        sock = ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 2000)
+        sock.connect(endpoint(runtime_dir, edge))
+        sock.send(codec.encode(msg))
+        sock.close()
+
+
+def test_up_restarts_killed_actor_and_ready_flips(pipeline: RunningPipeline,
+                                                  short_tmp: str) -> None:  # fmt: skip
+    pipeline.wait_serving(("sampler",))
+    assert pipeline.get("/live")[0] == 200
+    code, body = pipeline.get("/ready")
+    assert code == 503 and "not ready" in body
+    assert os.stat(pipeline.runtime_dir).st_mode & 0o777 == 0o700
+
+    resctrl = os.path.join(short_tmp, "resctrl")
+
+    def ready() -> bool:
+        feed_sampler(pipeline.runtime_dir, resctrl)
+        return pipeline.get("/ready")[0] == 200
+
+    poll_until(ready, 20, interval=0.2, what="/ready 200 after group and metadata events")
+    old = pipeline.pids()["actors"]["sampler"]
+    os.kill(old, signal.SIGKILL)
+    poll_until(lambda: pipeline.get("/ready")[0] == 503, 10, what="/ready 503 after the kill")
+    poll_until(lambda: pipeline.pids()["actors"].get("sampler") not in (None, old), 20,
+               what="sampler restarted")  # fmt: skip
+    status = pipeline.status()
+    assert status["actors"]["sampler"]["restarts"] == 1
+    code, metrics = pipeline.get("/metrics")
+    assert code == 200 and 'resctrl_pipeline_actor_restarts_total{actor="sampler"} 1.0' in metrics
+    poll_until(ready, 20, interval=0.2, what="/ready 200 again after the restart")
+    assert pipeline.terminate() == 0, pipeline.log()
+
+
+def test_ready_stays_503_with_reason_when_resctrl_missing(short_tmp: str) -> None:
+    p = RunningPipeline(
+        os.path.join(short_tmp, "run"),
+        ["--resctrl-root", os.path.join(short_tmp, "nothing-here"),
+         "--output", os.path.join(short_tmp, "out")],
+        os.path.join(short_tmp, "up.log"),
+    )  # fmt: skip
+    try:
+        p.wait_serving(("sampler",))
+        poll_until(lambda: "does not exist" in p.get("/ready")[1], 20,
+                   what="/ready naming the missing resctrl root")  # fmt: skip
+        assert p.get("/ready")[0] == 503
+        assert p.terminate() == 0
+        assert "resctrl monitoring unusable" in p.log()
+    finally:
+        p.kill()
+
+
+def test_bad_config_exits_2(short_tmp: str) -> None:
+    p = RunningPipeline(os.path.join(short_tmp, "run"), ["--sampling-interval", "soon"],
+                        os.path.join(short_tmp, "up.log"))  # fmt: skip
+    assert p.proc.wait(30) == 2
+    p.kill()
+    assert "sampling.interval" in p.log() and "'soon'" in p.log()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give the directory away")
+def test_runtime_dir_of_another_user_is_refused(short_tmp: str) -> None:
+    run = os.path.join(short_tmp, "run")
+    os.mkdir(run)
+    os.chown(run, 65534, 65534)
+    p = RunningPipeline(run, [], os.path.join(short_tmp, "up.log"))
+    assert p.proc.wait(30) == 1
+    p.kill()
+    assert "belongs to uid 65534" in p.log()

@@ -1,0 +1,250 @@
+"""The actor shell over real ZeroMQ sockets: the L2 cases, backpressure, recovery."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+import zmq
+
+from resctrl_pipeline import codec
+from resctrl_pipeline.actor import Actor, ActorSettings, TimerSchedule
+from resctrl_pipeline.core import Core, Outputs, Timer
+from resctrl_pipeline.messages import (
+    GroupSnapshot,
+    GroupState,
+    Message,
+    OccupancyBatch,
+    PodLabels,
+    PodUp,
+)
+from resctrl_pipeline.sampling import Sampler
+from resctrl_pipeline.topology import endpoint
+from tests.support import poll_until
+from tests.test_sampling import FakeLlcReader
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def settings(runtime_dir: str, clock: FakeClock | None = None, capacity: int = 8) -> ActorSettings:
+    return ActorSettings(runtime_dir=runtime_dir, channel_capacity=capacity,
+                         snapshot_interval=5.0, stats_interval=1.0,
+                         clock=clock or FakeClock(), install_signal_handlers=False)  # fmt: skip
+
+
+def pusher(runtime_dir: str, edge: str) -> zmq.Socket[bytes]:
+    sock = zmq.Context.instance().socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint(runtime_dir, edge))
+    return sock
+
+
+def puller(runtime_dir: str, edge: str) -> zmq.Socket[bytes]:
+    sock = zmq.Context.instance().socket(zmq.PULL)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(endpoint(runtime_dir, edge))
+    return sock
+
+
+def recv_all(sock: zmq.Socket[bytes], timeout_ms: int = 200) -> list[Message]:
+    out = []
+    while sock.poll(timeout_ms):
+        out.append(codec.decode(sock.recv()).body)
+        timeout_ms = 50
+    return out
+
+
+def test_timer_schedule_no_drift_and_missed_ticks_skipped() -> None:
+    sched = TimerSchedule([Timer("t", 1.0)], now=0.0)
+    assert sched.due(0.5) == []
+    assert sched.due(1.2) == ["t"]
+    assert sched.next_deadline() == 2.0  # from the schedule, not from 1.2
+    assert sched.due(5.5) == ["t"]  # one firing after a stall, not four
+    assert sched.missed["t"] == 3
+    assert sched.next_deadline() == 6.0
+
+
+def test_l2_1_ticks_and_shutdown(short_tmp: str) -> None:
+    clock = FakeClock()
+    core = Sampler(FakeLlcReader(), sampling_interval=0.01, health_interval=0.01, with_mbm=False)
+    actor = Actor(core, settings(short_tmp, clock))
+    for _ in range(5):
+        clock.now += 0.01
+        actor.step(0)
+    assert core.ticks == 5
+    assert not core.ready()
+    actor.stop()
+    assert actor.run() == 0  # returns at once: already stopped, sockets closed
+    assert actor.stats().counters["missed_ticks_sample"] == 0
+
+
+def test_l2_2_ready_gating_with_injected_events(short_tmp: str) -> None:
+    core = Sampler(FakeLlcReader(), with_mbm=False)
+    actor = Actor(core, settings(short_tmp))
+    groups, meta = pusher(short_tmp, "groups"), pusher(short_tmp, "metadata")
+    try:
+        groups.send(codec.encode(GroupState("u1", "/g1", 1, 1)))
+        poll_until(lambda: actor.step(0.05) or "u1" in core.pods, what="group event")
+        assert not core.ready()
+        meta.send(codec.encode(PodLabels("u1", "ns", "p")))
+        poll_until(lambda: actor.step(0.05) or core.ready(), what="metadata event")
+        assert core.labels["u1"] == ("ns", "p")
+    finally:
+        groups.close()
+        meta.close()
+        actor.close()
+
+
+def test_malformed_input_is_counted_and_skipped(short_tmp: str) -> None:
+    core = Sampler(FakeLlcReader(), with_mbm=False)
+    actor = Actor(core, settings(short_tmp))
+    groups = pusher(short_tmp, "groups")
+    try:
+        groups.send(b"\xc1 not msgpack")
+        groups.send(codec.encode(PodUp("wrong", "edge", "kind")))  # ignored by the sampler
+        groups.send(codec.encode(GroupState("u1", "/g1", 1, 1)))
+        poll_until(lambda: actor.step(0.05) or "u1" in core.pods, what="valid message")
+        assert actor.stats().counters["decode_errors"] == 1
+    finally:
+        groups.close()
+        actor.close()
+
+
+def _sampling_actor(runtime_dir: str, clock: FakeClock, capacity: int) -> tuple[Sampler, Actor]:
+    core = Sampler(FakeLlcReader({"/g1": 42}), sampling_interval=0.1, health_interval=100,
+                   with_mbm=False)  # fmt: skip
+    core.handle_resctrl_event(GroupState("u1", "/g1", 1, 1))
+    return core, Actor(core, settings(runtime_dir, clock, capacity))
+
+
+def test_l0b_6_backpressure_capacity_one(short_tmp: str, caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    core, actor = _sampling_actor(short_tmp, clock, capacity=1)
+    try:
+        with caplog.at_level(logging.WARNING, logger="resctrl_pipeline.actor"):
+            for _ in range(2):  # two samples, nobody reading
+                clock.now += 0.1
+                actor.step(0)
+        assert core.batches == 2
+        assert actor.stats().counters["dropped_occupancy"] == 1
+        assert "Dropped 1 occupancy batches in the last second" in caplog.text
+        sink = puller(short_tmp, "occupancy")
+        got = recv_all(sink)
+        sink.close()
+        assert len(got) == 1 and isinstance(got[0], OccupancyBatch)
+        assert got[0].columns["llc_occupancy_bytes"] == [42]
+    finally:
+        actor.close()
+
+
+def test_l2_3_no_crash_when_output_full_and_drop_log_rate_limited(
+    short_tmp: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    core, actor = _sampling_actor(short_tmp, clock, capacity=1)
+    try:
+        with caplog.at_level(logging.WARNING, logger="resctrl_pipeline.actor"):
+            for _ in range(30):  # 3 s of ticks at 100 ms with the output full
+                clock.now += 0.1
+                actor.step(0)
+        assert core.ticks == 30
+        drops = actor.stats().counters["dropped_occupancy"]
+        assert drops == 29
+        lines = [r.getMessage() for r in caplog.records if "Dropped" in r.getMessage()]
+        assert 2 <= len(lines) <= 4  # about one per second, not one per drop
+        assert sum(int(line.split()[1]) for line in lines) <= drops
+    finally:
+        actor.close()
+
+
+class GroupsCore(Core):
+    """A stand-in reconciler: each lifecycle PodUp becomes a GroupState delta."""
+
+    name = "reconciler"
+
+    def __init__(self) -> None:
+        self.states: dict[str, GroupState] = {}
+
+    def on_message(self, edge: str, msg: Message, now: float) -> Outputs:
+        if isinstance(msg, PodUp):
+            state = GroupState(msg.uid, f"/g/{msg.uid}", 0, 0)
+            self.states[msg.uid] = state
+            return [("groups", state)]
+        return []
+
+    def snapshot(self, edge: str) -> Message | None:
+        return GroupSnapshot(tuple(self.states.values()))
+
+
+def test_dropped_state_is_recovered_by_a_snapshot(short_tmp: str) -> None:
+    clock = FakeClock()
+    core = GroupsCore()
+    actor = Actor(core, settings(short_tmp, clock, capacity=1))
+    lifecycle = pusher(short_tmp, "lifecycle")
+    try:
+        for uid in ("a", "b", "c"):
+            lifecycle.send(codec.encode(PodUp(uid, "ns", uid)))
+        poll_until(lambda: actor.step(0.05) or len(core.states) == 3, what="three pods")
+        assert actor.stats().counters["dropped_groups"] == 2
+        sink = puller(short_tmp, "groups")
+        first = recv_all(sink)
+        assert first == [GroupState("a", "/g/a", 0, 0)]
+        actor.step(0)  # the dirty edge is retried now that the consumer drains
+        snap = recv_all(sink)
+        sink.close()
+        assert snap == [GroupSnapshot(tuple(core.states.values()))]
+        assert {s.pod_uid for s in snap[0].states} == {"a", "b", "c"}  # type: ignore[union-attr]
+    finally:
+        lifecycle.close()
+        actor.close()
+
+
+def test_periodic_snapshot_for_a_restarted_consumer(short_tmp: str) -> None:
+    clock = FakeClock()
+    core = GroupsCore()
+    core.states["x"] = GroupState("x", "/g/x", 0, 0)
+    actor = Actor(core, settings(short_tmp, clock))
+    sink = puller(short_tmp, "groups")
+    try:
+        clock.now += 5.0  # snapshot_interval
+        actor.step(0)
+        assert recv_all(sink) == [GroupSnapshot((GroupState("x", "/g/x", 0, 0),))]
+    finally:
+        sink.close()
+        actor.close()
+
+
+def test_stats_heartbeat_reaches_the_supervisor_edge(short_tmp: str) -> None:
+    clock = FakeClock()
+    core = Sampler(FakeLlcReader(), with_mbm=False)
+    actor = Actor(core, settings(short_tmp, clock))
+    sink = puller(short_tmp, "stats")
+    try:
+        clock.now += 1.0
+        actor.step(0)
+        got = recv_all(sink)
+        assert got and got[-1].actor == "sampler" and got[-1].pid == os.getpid()  # type: ignore[union-attr]
+        assert got[-1].ready == {"sampler": False, "resctrl": True}  # type: ignore[union-attr]
+    finally:
+        sink.close()
+        actor.close()
+
+
+def test_ipc_sockets_are_private_and_foreign_paths_refused(short_tmp: str) -> None:
+    core = Sampler(FakeLlcReader(), with_mbm=False)
+    actor = Actor(core, settings(short_tmp))
+    path = endpoint(short_tmp, "groups")[len("ipc://") :]
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    actor.close()
+    os.unlink(path)
+    with open(path, "w") as f:  # a regular file where our socket should be
+        f.write("not a socket")
+    with pytest.raises(PermissionError):
+        Actor(Sampler(FakeLlcReader(), with_mbm=False), settings(short_tmp))

@@ -1,0 +1,97 @@
+"""Codec: round-trips of every message kind and strict, bounded decoding."""
+
+from __future__ import annotations
+
+import contextlib
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from resctrl_pipeline import codec
+from resctrl_pipeline import messages as m
+from resctrl_pipeline.errors import DecodeError
+
+text = st.text(max_size=40)
+ints = st.integers(min_value=0, max_value=2**40)
+pod_up = st.builds(m.PodUp, text, text, text, text)
+container_up = st.builds(m.ContainerUp, text, text, text, ints)
+labels = st.builds(m.PodLabels, text, text, text)
+group_state = st.builds(m.GroupState, text, st.none() | text, ints, ints)
+floats = st.floats(allow_nan=False, allow_infinity=False)
+columns = st.integers(0, 5).flatmap(
+    lambda n: st.dictionaries(text, st.lists(st.none() | ints | text, min_size=n, max_size=n),
+                              max_size=4))  # fmt: skip
+
+any_message = st.one_of(
+    pod_up, st.builds(m.PodDown, text), container_up, st.builds(m.ContainerDown, text, text),
+    st.builds(m.LifecycleSnapshot, st.lists(pod_up).map(tuple), st.lists(container_up).map(tuple)),
+    labels, st.builds(m.PodLabelsGone, text),
+    st.builds(m.MetadataSnapshot, st.lists(labels).map(tuple)),
+    group_state, st.builds(m.GroupGone, text),
+    st.builds(m.GroupSnapshot, st.lists(group_state).map(tuple)),
+    st.builds(m.OccupancyBatch, columns),
+    st.builds(m.ActorStats, text, ints, floats, st.dictionaries(text, floats),
+              st.dictionaries(text, floats), st.dictionaries(text, st.booleans()),
+              st.dictionaries(text, text)),
+)  # fmt: skip
+
+
+@given(any_message, st.integers(0, 2**31))
+def test_every_kind_roundtrips(msg: m.Message, seq: int) -> None:
+    env = codec.decode(codec.encode(msg, src="t", seq=seq, ts=1.5))
+    assert env.body == msg
+    assert (env.kind, env.src, env.seq, env.ts) == (type(msg).__name__, "t", seq, 1.5)
+
+
+def _raw(body: object, kind: str = "PodUp", v: object = 1) -> bytes:
+    data: bytes = msgpack.packb({"v": v, "kind": kind, "src": "x", "seq": 1, "ts": 0.0,
+                                 "body": body})  # fmt: skip
+    return data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\xc1", b"garbage", msgpack.packb([1, 2]), _raw({}, kind="Nope"),
+     _raw({"uid": "u", "namespace": "n", "name": "x"}, v=99),
+     _raw({"uid": 5, "namespace": "n", "name": "x"}),
+     _raw({"namespace": "n", "name": "x"}),
+     _raw({"pods": "notalist"}, kind="LifecycleSnapshot"),
+     _raw({"pods": [{"uid": 1}]}, kind="MetadataSnapshot"),
+     _raw({"columns": {"a": [1], "b": [1, 2]}}, kind="OccupancyBatch"),
+     _raw({"pod_uid": "u", "group_path": None, "total_containers": True}, kind="GroupState"),
+     _raw("body"),
+     msgpack.packb({"v": 1, "kind": "PodDown", "seq": "x", "body": {"uid": "u"}})],
+)  # fmt: skip
+def test_malformed_messages_raise_decode_error(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        codec.decode(data)
+
+
+def test_unknown_body_fields_are_ignored() -> None:
+    env = codec.decode(_raw({"uid": "u", "namespace": "n", "name": "x", "future": [1]}))
+    assert env.body == m.PodUp("u", "n", "x")
+
+
+def test_deep_nesting_is_refused_not_a_crash() -> None:
+    data = b"".join([b"\x91"] * 5000) + b"\xa1x"  # 5000 nested one-element arrays
+    with pytest.raises(DecodeError):
+        codec.decode(data)
+
+
+def test_oversized_message_is_refused() -> None:
+    with pytest.raises(DecodeError):
+        codec.decode(b"\x00" * (codec.MAX_MESSAGE_BYTES + 1))
+
+
+def test_huge_announced_length_does_not_allocate() -> None:
+    # A str header announcing 4 GiB followed by nothing: refused by the length limits.
+    with pytest.raises(DecodeError):
+        codec.decode(b"\xdb\xff\xff\xff\xff")
+
+
+@given(st.binary(max_size=256))
+def test_random_bytes_never_crash(data: bytes) -> None:
+    with contextlib.suppress(DecodeError):
+        codec.decode(data)

@@ -1,0 +1,193 @@
+"""Sampler core: the L0b handler tests of the reference plan (counterparts named l0b_*)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from resctrl_pipeline import schema
+from resctrl_pipeline.errors import ResctrlReadError
+from resctrl_pipeline.messages import (
+    GroupGone,
+    GroupSnapshot,
+    GroupState,
+    MetadataSnapshot,
+    PodLabels,
+    PodLabelsGone,
+)
+from resctrl_pipeline.resctrl.info import MonitoringInfo
+from resctrl_pipeline.resctrl.mondata import GroupReading
+from resctrl_pipeline.sampling import Sampler
+
+
+class FakeLlcReader:
+    """group path → value or ResctrlReadError; records forgotten groups."""
+
+    def __init__(self, values: dict[str, int | ResctrlReadError] | None = None) -> None:
+        self.values: dict[str, int | ResctrlReadError] = dict(values or {})
+        self.forgotten: list[str] = []
+
+    def read(self, group_path: str) -> GroupReading:
+        value = self.values.get(group_path, ResctrlReadError("missing", group_path))
+        if isinstance(value, ResctrlReadError):
+            raise value
+        return GroupReading(value, value * 10, value * 5)
+
+    def forget(self, group_path: str) -> None:
+        self.forgotten.append(group_path)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.ns = 1_700_000_000_000_000_000
+
+    def __call__(self) -> int:
+        self.ns += 1000
+        return self.ns
+
+
+def make(values: dict[str, int | ResctrlReadError] | None = None, mbm: bool = False) -> Sampler:
+    return Sampler(FakeLlcReader(values), with_mbm=mbm, wall_ns=FakeClock())
+
+
+def test_l0b_1_ready_gating_via_handlers() -> None:
+    s = make()
+    assert not s.ready()
+    s.handle_resctrl_event(GroupState("u1", "/r/mon_groups/pod_u1", 1, 1))
+    assert not s.ready()
+    s.handle_metadata_event(PodLabels("u1", "ns", "p"))
+    assert s.ready()
+
+
+def test_l0b_1_empty_snapshots_count_for_readiness() -> None:
+    s = make()
+    s.handle_metadata_event(MetadataSnapshot(()))
+    assert not s.ready()
+    s.handle_resctrl_event(GroupSnapshot(()))
+    assert s.ready()
+
+
+def test_l0b_2_schema_and_labeling() -> None:
+    s = make({"/r/mon_groups/pod_u1": 4096})
+    s.handle_resctrl_event(GroupState("u1", "/r/mon_groups/pod_u1", 2, 1))
+    s.handle_metadata_event(PodLabels("u1", "default", "web-0"))
+    batch = s.handle_sample_timer()
+    assert batch is not None
+    assert list(batch.columns) == list(schema.column_names(False))
+    assert [f.name for f in s.create_schema()][:9] == [c[0] for c in schema.FIXED_COLUMNS]
+    row = {k: v[0] for k, v in batch.columns.items()}
+    assert row["pod_namespace"] == "default"
+    assert row["pod_name"] == "web-0"
+    assert row["pod_uid"] == "u1"
+    assert row["resctrl_group"] == "/r/mon_groups/pod_u1"
+    assert row["llc_occupancy_bytes"] == 4096
+    assert (row["total_containers"], row["reconciled_containers"]) == (2, 1)
+    assert row["start_timestamp"] <= row["timestamp"]
+
+
+def test_l0b_2_mbm_columns_follow_the_fixed_nine() -> None:
+    s = make({"/g": 7}, mbm=True)
+    s.handle_resctrl_event(GroupState("u1", "/g", 1, 1))
+    batch = s.handle_sample_timer()
+    assert batch is not None
+    assert list(batch.columns)[9:] == ["mbm_total_bytes", "mbm_local_bytes"]
+    assert batch.columns["mbm_total_bytes"] == [70]
+    assert batch.columns["mbm_local_bytes"] == [35]
+
+
+def test_l0b_3_missing_metadata_gives_nulls_then_labels() -> None:
+    s = make({"/g1": 100})
+    s.handle_resctrl_event(GroupState("u1", "/g1", 1, 1))
+    first = s.handle_sample_timer()
+    assert first is not None
+    assert first.columns["pod_namespace"] == [None]
+    assert first.columns["pod_name"] == [None]
+    assert first.columns["pod_uid"] == ["u1"]
+    assert first.columns["llc_occupancy_bytes"] == [100]
+    s.handle_metadata_event(PodLabels("u1", "ns", "name"))
+    second = s.handle_sample_timer()
+    assert second is not None
+    assert second.columns["pod_namespace"] == ["ns"]
+    assert second.columns["pod_name"] == ["name"]
+
+
+def test_l0b_4_removal_lifecycle() -> None:
+    s = make({"/g1": 1, "/g2": 2})
+    s.handle_resctrl_event(GroupState("u1", "/g1", 1, 1))
+    s.handle_resctrl_event(GroupState("u2", "/g2", 1, 1))
+    batch = s.handle_sample_timer()
+    assert batch is not None and sorted(batch.columns["pod_uid"]) == ["u1", "u2"]
+    s.handle_resctrl_event(GroupGone("u1"))
+    s.handle_metadata_event(PodLabelsGone("u1"))
+    batch = s.handle_sample_timer()
+    assert batch is not None and batch.columns["pod_uid"] == ["u2"]
+    assert "/g1" in s.reader.forgotten  # type: ignore[attr-defined]
+
+
+def test_l0b_4_snapshot_drops_pods_it_does_not_list() -> None:
+    s = make({"/g1": 1, "/g2": 2})
+    s.handle_resctrl_event(GroupState("u1", "/g1", 1, 1))
+    s.handle_resctrl_event(GroupSnapshot((GroupState("u2", "/g2", 1, 1),)))
+    batch = s.handle_sample_timer()
+    assert batch is not None and batch.columns["pod_uid"] == ["u2"]
+
+
+def test_l0b_5_read_failure_skips_row_and_logs_debug(caplog: pytest.LogCaptureFixture) -> None:
+    s = make({"/g1": ResctrlReadError("unavailable", "/g1: b'Unavailable'")})
+    s.handle_resctrl_event(GroupState("u1", "/g1", 1, 1))
+    with caplog.at_level(logging.DEBUG, logger="resctrl_pipeline.sampling"):
+        assert s.handle_sample_timer() is None
+    assert s.read_errors == {"unavailable": 1}
+    assert any(r.levelno == logging.DEBUG and "u1" in r.getMessage() for r in caplog.records)
+
+
+def test_l0b_5_one_bad_group_does_not_hide_the_others() -> None:
+    s = make({"/g1": ResctrlReadError("garbage", "x"), "/g2": 5})
+    s.handle_resctrl_event(GroupState("u1", "/g1", 1, 1))
+    s.handle_resctrl_event(GroupState("u2", "/g2", 1, 1))
+    batch = s.handle_sample_timer()
+    assert batch is not None and batch.columns["pod_uid"] == ["u2"]
+
+
+def test_failed_group_has_no_row() -> None:
+    s = make()
+    s.handle_resctrl_event(GroupState("u1", None, 1, 0))
+    assert s.handle_sample_timer() is None
+
+
+def test_l0b_7_health_logging(caplog: pytest.LogCaptureFixture) -> None:
+    s = make()
+    s.handle_resctrl_event(GroupState("failed", None, 1, 0))
+    s.handle_resctrl_event(GroupState("partial", "/g", 3, 1))
+    s.handle_resctrl_event(GroupState("fine", "/h", 2, 2))
+    with caplog.at_level(logging.INFO, logger="resctrl_pipeline.sampling"):
+        line = s.handle_health_timer()
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert lines == ["resctrl health: pods_failed=1, pods_unreconciled=2"]
+    assert line == lines[0]
+
+
+def test_l0b_7_health_quiet_when_all_fine(caplog: pytest.LogCaptureFixture) -> None:
+    s = make()
+    s.handle_resctrl_event(GroupState("fine", "/h", 2, 2))
+    with caplog.at_level(logging.INFO, logger="resctrl_pipeline.sampling"):
+        assert s.handle_health_timer() is None
+    assert not caplog.records
+
+
+def test_resctrl_probe_sets_readiness_flag_and_reason() -> None:
+    bad = MonitoringInfo("/x", None, (), None, False, "/x does not exist")
+    s = Sampler(FakeLlcReader(), probe=lambda: bad, with_mbm=False)
+    st = s.statistics()
+    assert st.ready["resctrl"] is False
+    assert st.info["resctrl"] == "/x does not exist"
+    assert "waiting for the first group and metadata event" in st.info["sampler"]
+
+
+def test_mbm_columns_decided_by_probe() -> None:
+    info = MonitoringInfo("/x", "resctrl", ("llc_occupancy", "mbm_total_bytes",
+                                            "mbm_local_bytes"), 32, True, "")  # fmt: skip
+    assert Sampler(FakeLlcReader(), probe=lambda: info).with_mbm is True
+    info2 = MonitoringInfo("/x", "resctrl", ("llc_occupancy",), 32, True, "")
+    assert Sampler(FakeLlcReader(), probe=lambda: info2).with_mbm is False
