@@ -28,9 +28,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from resctrl_pipeline.messages import GroupState  # noqa: E402
-from resctrl_pipeline.resctrl.mondata import PreadReader  # noqa: E402
-from resctrl_pipeline.sampling import Sampler  # noqa: E402
+from resctrl_pipeline.messages import GroupState
+from resctrl_pipeline.resctrl.mondata import PreadReader
+from resctrl_pipeline.sampling import Sampler
 
 C_FLOOR = r"""
 #include <fcntl.h>
@@ -95,7 +95,7 @@ def compile_floor(workdir: str) -> str:
 
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 def time_sweeps(fn: object, sweeps: int) -> list[float]:
@@ -178,7 +178,8 @@ def main() -> int:
                 for name, samples in results:
                     med = statistics.median(samples)
                     rate = n * d / (med / 1e9)
-                    print(f"| {n} × {d} | {name} | {med / 1e6:.3f} | {pct(samples, 0.99) / 1e6:.3f} "
+                    p99 = pct(samples, 0.99)
+                    print(f"| {n} × {d} | {name} | {med / 1e6:.3f} | {p99 / 1e6:.3f} "
                           f"| {rate:,.0f} | {med / floor_med:.2f} |")  # fmt: skip
     return 0
 
