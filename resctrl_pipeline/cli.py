@@ -161,5 +161,30 @@ def check(config_file: str | None, **flags: Any) -> None:
     sys.exit(1 if any(v.status == "FAIL" for v in verdicts) else 0)
 
 
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--plot",
+    "plot_png",
+    type=click.Path(dir_okay=False),
+    help="Also draw occupancy over time per pod into this PNG (needs matplotlib).",
+)
+def report(paths: tuple[str, ...], plot_png: str | None) -> None:
+    """Per-pod summary over Parquet files or directories."""
+    from resctrl_pipeline import report as rep
+
+    try:
+        files = rep.find_files(paths)
+        table = rep.load(files)
+        click.echo(rep.format_report(rep.summarise(table)))
+        click.echo(f"\n{table.num_rows} rows from {len(files)} file(s)")
+        if plot_png:
+            rep.plot(table, plot_png)
+            click.echo(f"plot written to {plot_png}")
+    except rep.ReportError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()
