@@ -69,14 +69,29 @@ def main() -> None:
 
 @main.command()
 @_config_options
-def up(config_file: str | None, **flags: Any) -> None:
+@click.option(
+    "--actors",
+    "only",
+    metavar="LIST",
+    help="Run only these actors (comma-separated; for development and benchmarks).",
+)
+def up(config_file: str | None, only: str | None, **flags: Any) -> None:
     """Run the pipeline in the foreground until SIGTERM/SIGINT."""
     from resctrl_pipeline.supervise.supervisor import RuntimeDirError, Supervisor
+    from resctrl_pipeline.topology import ACTORS
 
     sources, cfg = _load(config_file, flags)
+    actors = None
+    if only:
+        actors = tuple(a.strip() for a in only.split(",") if a.strip())
+        unknown = [a for a in actors if a not in ACTORS]
+        if unknown:
+            click.echo(f"error: unknown actor(s) {', '.join(unknown)}; "
+                       f"known: {', '.join(ACTORS)}", err=True)  # fmt: skip
+            sys.exit(2)
     _setup_logging(cfg.log_level)
     try:
-        code = Supervisor(cfg, sources).run()
+        code = Supervisor(cfg, sources, actors=actors).run()
     except (RuntimeDirError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)

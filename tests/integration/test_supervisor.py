@@ -25,7 +25,7 @@ def pipeline(short_tmp: str) -> Iterator[RunningPipeline]:
     make_group(os.path.join(resctrl, "mon_groups", "pod_u1"), value=1000)
     p = RunningPipeline(
         os.path.join(short_tmp, "run"),
-        ["--resctrl-root", resctrl, "--output", os.path.join(short_tmp, "out"),
+        ["--actors", "sampler", "--resctrl-root", resctrl, "--output", os.path.join(short_tmp, "out"),
          "--sampling-interval", "100ms", "--retry-interval", "1s",
          "--nri-socket", os.path.join(short_tmp, "nri.sock")],
         os.path.join(short_tmp, "up.log"),
@@ -79,7 +79,7 @@ def test_up_restarts_killed_actor_and_ready_flips(pipeline: RunningPipeline,
 def test_ready_stays_503_with_reason_when_resctrl_missing(short_tmp: str) -> None:
     p = RunningPipeline(
         os.path.join(short_tmp, "run"),
-        ["--resctrl-root", os.path.join(short_tmp, "nothing-here"),
+        ["--actors", "sampler", "--resctrl-root", os.path.join(short_tmp, "nothing-here"),
          "--output", os.path.join(short_tmp, "out")],
         os.path.join(short_tmp, "up.log"),
     )  # fmt: skip
