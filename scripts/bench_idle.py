@@ -30,15 +30,15 @@ import zmq
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from resctrl_pipeline import codec  # noqa: E402
-from resctrl_pipeline.messages import (  # noqa: E402
+from resctrl_pipeline import codec
+from resctrl_pipeline.messages import (
     GroupSnapshot,
     GroupState,
     MetadataSnapshot,
     PodLabels,
 )
-from resctrl_pipeline.topology import endpoint  # noqa: E402
-from tests.support import make_group, make_resctrl_tree  # noqa: E402
+from resctrl_pipeline.topology import endpoint
+from tests.support import make_group, make_resctrl_tree
 
 
 def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
