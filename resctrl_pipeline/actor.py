@@ -382,14 +382,14 @@ def run_actor(build: Callable[[Config], Core], argv: list[str] | None = None) ->
     args = parser.parse_args(argv)
     try:
         cfg = resolve(load(args.config, environ={}))
+        logging.basicConfig(
+            level=cfg.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        )
+        core = build(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=cfg.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-    )
-    core = build(cfg)
     settings = ActorSettings(
         runtime_dir=cfg.runtime_dir,
         channel_capacity=cfg.channel_capacity,
