@@ -177,6 +177,42 @@ def check(config_file: str | None, **flags: Any) -> None:
 
 
 @main.command()
+@click.option("--duration", default="30s", show_default=True, help="How long to sample.")
+@click.option(
+    "--pods",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 200),
+    help="Pods to start (busy, idle, thread-spawning, coming-and-going, ...).",
+)
+@click.option(
+    "--output",
+    default="demo-output",
+    show_default=True,
+    type=click.Path(),
+    help="Directory for the Parquet files.",
+)
+@click.option("--keep-workdir", is_flag=True, help="Keep the emulated node's directory.")
+def demo(duration: str, pods: int, output: str, keep_workdir: bool) -> None:
+    """Run the real pipeline against an emulated node and print a per-pod summary."""
+    from resctrl_pipeline.config import parse_duration
+    from resctrl_pipeline.demo import DemoError, DemoOptions, run_demo
+
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as err:
+        click.echo(f"error: --duration {duration!r}: {err}", err=True)
+        sys.exit(2)
+    opts = DemoOptions(duration=seconds, pods=pods, output=output, keep_workdir=keep_workdir,
+                       echo=click.echo)  # fmt: skip
+    try:
+        sys.exit(run_demo(opts))
+    except DemoError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--plot",
