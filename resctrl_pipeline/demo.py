@@ -18,41 +18,24 @@ from the Parquet files it wrote, and says where they are.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from resctrl_pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from resctrl_pipeline.emulator.node import Pod
 
 __all__ = ["DemoError", "DemoOptions", "missing_prerequisites", "run_demo"]
 
 #: Workload kinds, cycled through for ``--pods N``.
 KINDS = ("busy", "idle", "threads", "churn")
-
-_WORKLOADS = {
-    # Niced so the pipeline itself keeps the CPU it needs on a small machine.
-    "busy": "import os\nos.nice(19)\nx = 0\nwhile True:\n    x = (x * 31 + 7) % 1000003\n",
-    "idle": "import signal\nsignal.pause()\n",
-    "threads": (
-        "import os, threading, time\nos.nice(19)\n"
-        "def spin():\n    end = time.monotonic() + 2\n    while time.monotonic() < end:\n"
-        "        pass\n    time.sleep(3600)\n"
-        "while True:\n    threading.Thread(target=spin, daemon=True).start()\n"
-        "    time.sleep(1.0)\n"
-    ),
-}
-_WORKLOADS["churn"] = _WORKLOADS["busy"]
 
 
 class DemoError(PipelineError):
@@ -69,18 +52,6 @@ class DemoOptions:
     sampling_interval: str = "500ms"
     keep_workdir: bool = False
     echo: Callable[[str], None] = print
-
-
-@dataclass
-class _Pod:
-    uid: str
-    name: str
-    kind: str
-    proc: subprocess.Popen[bytes] | None = None
-    container_id: str = ""
-    cgroup_rel: str = ""
-    up: bool = False
-    history: list[str] = field(default_factory=list)
 
 
 def missing_prerequisites() -> list[str]:
@@ -106,115 +77,10 @@ def missing_prerequisites() -> list[str]:
     return problems
 
 
-def _wait(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
-
-
-class _Node:
-    """The emulated node and the pipeline running against it."""
-
-    def __init__(self, opts: DemoOptions, work: str) -> None:
-        from resctrl_pipeline.emulator.cgroupfs import EmulatedCgroups
-        from resctrl_pipeline.emulator.nri_runtime import EmulatedNriRuntime
-        from resctrl_pipeline.emulator.resctrlfs import EmulatedResctrl
-
-        self.opts = opts
-        self.work = work
-        self.resctrl_root = os.path.join(work, "resctrl")
-        self.runtime_dir = os.path.join(work, "run")
-        self.fs = EmulatedResctrl(self.resctrl_root, domains=(0, 1), num_rmids=64)
-        self.cgroups = EmulatedCgroups(os.path.join(work, "cgroup"), version=2)
-        self.runtime = EmulatedNriRuntime(os.path.join(work, "nri.sock"))
-        self.up: subprocess.Popen[bytes] | None = None
-        self.pods: list[_Pod] = []
-
-    def start(self) -> None:
-        self.fs.start()
-        self.cgroups.start(interval=0.2)
-        self.runtime.start()
-
-    def start_pod(self, pod: _Pod) -> None:
-        parent = f"/kubepods/besteffort/pod{pod.uid}"
-        self.runtime.add_pod(pod.uid, "demo", pod.name, parent)
-        pod.proc = subprocess.Popen([sys.executable, "-c", _WORKLOADS[pod.kind]],
-                                    stdin=subprocess.DEVNULL)  # fmt: skip
-        pod.container_id = uuid.uuid4().hex + uuid.uuid4().hex
-        pod.cgroup_rel = f"kubepods/besteffort/pod{pod.uid}/{pod.container_id}"
-        # The container's cgroup exists before StartContainer, as with runc.
-        self.cgroups.attach(pod.cgroup_rel, [pod.proc.pid])
-        self.runtime.add_container(pod.container_id, pod.uid, f"{parent}/{pod.container_id}",
-                                   pod.proc.pid, name=pod.kind)  # fmt: skip
-        pod.up = True
-
-    def stop_pod(self, pod: _Pod) -> None:
-        if not pod.up:
-            return
-        pod.up = False
-        self.runtime.remove_pod(pod.uid)
-        if pod.proc is not None:
-            pod.proc.kill()
-            pod.proc.wait()
-        self.cgroups.remove(f"kubepods/besteffort/pod{pod.uid}")
-
-    def start_pipeline(self, output: str) -> None:
-        config = os.path.join(self.work, "demo.toml")
-        with open(config, "w") as f:
-            f.write('[output]\nflush_interval = "2s"\n[health]\ninterval = "10s"\n')
-        cmd = [sys.executable, "-m", "resctrl_pipeline.cli", "up", "--config", config,
-               "--runtime-dir", self.runtime_dir, "--resctrl-root", self.resctrl_root,
-               "--cgroup-root", self.cgroups.root, "--nri-socket", self.runtime.socket_path,
-               "--output", output, "--sampling-interval", self.opts.sampling_interval,
-               "--retry-interval", "2s", "--http-addr", "127.0.0.1:0",
-               "--node-name", "demo-node", "--log-level", "warning"]  # fmt: skip
-        self.up = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
-
-    def status(self) -> dict[str, object] | None:
-        try:
-            with open(os.path.join(self.runtime_dir, "pids.json")) as f:
-                port = json.load(f)["http_port"]
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as r:
-                doc: dict[str, object] = json.load(r)
-                return doc
-        except (OSError, ValueError, KeyError, urllib.error.URLError):
-            return None
-
-    def stop_pipeline(self) -> int | None:
-        if self.up is None:
-            return None
-        if self.up.poll() is None:
-            self.up.send_signal(signal.SIGTERM)
-        try:
-            return self.up.wait(60)
-        except subprocess.TimeoutExpired:
-            self.up.kill()
-            return self.up.wait()
-
-    def close(self) -> None:
-        for pod in self.pods:
-            if pod.proc is not None and pod.proc.poll() is None:
-                pod.proc.kill()
-                pod.proc.wait()
-        if self.up is not None and self.up.poll() is None:
-            self.stop_pipeline()
-        with contextlib.suppress(Exception):
-            self.runtime.stop()
-        self.cgroups.stop()
-        self.fs.stop()
-
-
-def _pods_monitored(doc: dict[str, object] | None) -> tuple[bool, float]:
+def _pods_monitored(doc: dict[str, Any] | None) -> tuple[bool, float]:
     if not doc:
         return False, 0.0
-    actors = doc.get("actors", {})
-    assert isinstance(actors, dict)
-    gauges = actors.get("sampler", {}).get("gauges", {})
+    gauges = doc.get("actors", {}).get("sampler", {}).get("gauges", {})
     return bool(doc.get("ready")), float(gauges.get("pods", 0))
 
 
@@ -227,37 +93,49 @@ def run_demo(opts: DemoOptions) -> int:
     problems = missing_prerequisites()
     if problems:
         raise DemoError("the demo cannot run here:\n" + "\n".join(f"  - {p}" for p in problems))
+    from resctrl_pipeline.emulator.node import EmulatedNode, wait_for
+
     echo = opts.echo
     output = os.path.abspath(opts.output)
     os.makedirs(output, exist_ok=True)
     started_ns = time.time_ns()
     work = tempfile.mkdtemp(prefix="rp-demo-")
-    node = _Node(opts, work)
+    node = EmulatedNode(work)
     try:
         node.start()
-        node.pods = [
-            _Pod(str(uuid.uuid4()), f"{KINDS[i % len(KINDS)]}-{i}", KINDS[i % len(KINDS)])
-            for i in range(opts.pods)
-        ]
+        pods = [node.new_pod(KINDS[i % len(KINDS)]) for i in range(opts.pods)]
         echo(f"emulated node: resctrl (FUSE) at {node.resctrl_root}, "
              f"NRI runtime at {node.runtime.socket_path}")  # fmt: skip
         # One pod predates the pipeline: it must be adopted from the first Synchronize.
-        node.start_pod(node.pods[0])
-        node.start_pipeline(output)
-        echo(f"resctrl-pipeline up started (pid {node.up.pid if node.up else '?'}); "
-             "waiting until it is ready")  # fmt: skip
-        _wait(lambda: _pods_monitored(node.status())[0], 60, "the pipeline to become ready")
-        for pod in node.pods[1:]:
+        node.start_pod(pods[0])
+        up = node.start_pipeline(
+            output,
+            "--sampling-interval",
+            opts.sampling_interval,
+            "--retry-interval",
+            "2s",
+            "--node-name",
+            "demo-node",
+            "--log-level",
+            "warning",
+            config_toml='[output]\nflush_interval = "2s"\n[health]\ninterval = "10s"\n',
+        )
+        echo(f"resctrl-pipeline up started (pid {up.pid}); waiting until it is ready")
+        try:
+            wait_for(lambda: _pods_monitored(node.status())[0], 60, "the pipeline to be ready")
+        except TimeoutError as err:
+            raise DemoError(f"{err}; /ready says: {node.http('/ready')[1].strip()}") from err
+        for pod in pods[1:]:
             node.start_pod(pod)
-        echo(f"{len(node.pods)} pods running ({', '.join(p.name for p in node.pods)}); "
+        echo(f"{len(pods)} pods running ({', '.join(p.name for p in pods)}); "
              f"sampling for {opts.duration:.0f}s")  # fmt: skip
         deadline = time.monotonic() + opts.duration
         next_report = time.monotonic() + 5
-        churn = [p for p in node.pods if p.kind == "churn"]
+        churn = [p for p in pods if p.kind == "churn"]
         churn_at = time.monotonic() + 4
         while time.monotonic() < deadline:
-            if node.up is not None and node.up.poll() is not None:
-                raise DemoError(f"resctrl-pipeline up exited early with {node.up.returncode}")
+            if up.poll() is not None:
+                raise DemoError(f"resctrl-pipeline up exited early with {up.returncode}")
             if churn and time.monotonic() >= churn_at:
                 for pod in churn:
                     if pod.up:
@@ -266,12 +144,12 @@ def run_demo(opts: DemoOptions) -> int:
                         node.start_pod(pod)
                 churn_at = time.monotonic() + 4
             if time.monotonic() >= next_report:
-                ready, pods = _pods_monitored(node.status())
+                ready, sampled = _pods_monitored(node.status())
                 left = max(0.0, deadline - time.monotonic())
-                echo(f"  {left:4.0f}s left: ready={ready}, pods sampled={pods:.0f}")
+                echo(f"  {left:4.0f}s left: ready={ready}, pods sampled={sampled:.0f}")
                 next_report = time.monotonic() + 5
             time.sleep(0.2)  # pacing the demo's own loop, not waiting for a condition
-        for pod in node.pods:
+        for pod in pods:
             node.stop_pod(pod)
         code = node.stop_pipeline()
         echo(f"resctrl-pipeline up stopped (exit code {code})")
@@ -282,7 +160,7 @@ def run_demo(opts: DemoOptions) -> int:
     return _summary(opts, node.pods, output, started_ns)
 
 
-def _summary(opts: DemoOptions, pods: list[_Pod], output: str, since_ns: int) -> int:
+def _summary(opts: DemoOptions, pods: list[Pod], output: str, since_ns: int) -> int:
     from resctrl_pipeline import report
 
     echo = opts.echo

@@ -25,7 +25,8 @@ def pipeline(short_tmp: str) -> Iterator[RunningPipeline]:
     make_group(os.path.join(resctrl, "mon_groups", "pod_u1"), value=1000)
     p = RunningPipeline(
         os.path.join(short_tmp, "run"),
-        ["--actors", "sampler", "--resctrl-root", resctrl, "--output", os.path.join(short_tmp, "out"),
+        ["--actors", "sampler", "--resctrl-root", resctrl,
+         "--output", os.path.join(short_tmp, "out"),
          "--sampling-interval", "100ms", "--retry-interval", "1s",
          "--nri-socket", os.path.join(short_tmp, "nri.sock")],
         os.path.join(short_tmp, "up.log"),
