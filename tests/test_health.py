@@ -58,7 +58,8 @@ def test_metrics_families() -> None:
     v.actors["sampler"].restarts = 2
     v.actors["sampler"].stats = ActorStats(
         "sampler", 10, 100.0,
-        counters={"samples": 5, "dropped_occupancy": 3, "read_errors_unavailable": 1},
+        counters={"samples": 5, "dropped_occupancy": 3, "read_errors_unavailable": 1,
+                  "rotations_size": 2},
         gauges={"pods": 4},
     )  # fmt: skip
     reg = CollectorRegistry(auto_describe=False)
@@ -67,6 +68,7 @@ def test_metrics_families() -> None:
     assert 'resctrl_pipeline_dropped_messages_total{actor="sampler",edge="occupancy"} 3.0' in text
     assert 'resctrl_pipeline_read_errors_total{actor="sampler",reason="unavailable"} 1.0' in text
     assert 'resctrl_pipeline_samples_total{actor="sampler"} 5.0' in text
+    assert 'resctrl_pipeline_rotations_total{actor="sampler",reason="size"} 2.0' in text
     assert 'resctrl_pipeline_pods{actor="sampler"} 4.0' in text
     assert 'resctrl_pipeline_actor_restarts_total{actor="sampler"} 2.0' in text
     assert 'resctrl_pipeline_actor_up{actor="writer"} 1.0' in text

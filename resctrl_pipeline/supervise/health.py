@@ -4,7 +4,8 @@ The supervisor keeps the latest :class:`ActorStats` per actor plus its own proce
 facts; this module turns them into the ``/ready`` verdict and Prometheus families.
 Counter names from the actors follow conventions that map onto labelled metrics:
 ``dropped_<edge>`` → ``resctrl_pipeline_dropped_messages_total{edge}``,
-``read_errors_<reason>`` → ``resctrl_pipeline_read_errors_total{reason}``; every other
+``read_errors_<reason>`` → ``resctrl_pipeline_read_errors_total{reason}`` (likewise
+``write_errors_``, ``rotations_``, ``rejected_batches_``); every other
 counter becomes ``resctrl_pipeline_<name>_total{actor}`` and every gauge
 ``resctrl_pipeline_<name>{actor}``.
 """
@@ -25,6 +26,9 @@ _NAME = re.compile(r"[^a-zA-Z0-9_]")
 _LABELLED = {
     "dropped_": ("dropped_messages", "edge", "Messages dropped at a full high-water mark."),
     "read_errors_": ("read_errors", "reason", "Counter reads that gave no number, by reason."),
+    "write_errors_": ("write_errors", "reason", "Output writes that failed, by errno name."),
+    "rotations_": ("rotations", "reason", "Output files finalised, by reason."),
+    "rejected_batches_": ("rejected_batches", "reason", "Occupancy batches refused, by reason."),
 }
 
 
