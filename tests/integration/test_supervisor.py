@@ -6,6 +6,7 @@ import os
 import signal
 from collections.abc import Iterator
 
+import pyarrow.parquet as pq
 import pytest
 import zmq
 
@@ -25,7 +26,7 @@ def pipeline(short_tmp: str) -> Iterator[RunningPipeline]:
     make_group(os.path.join(resctrl, "mon_groups", "pod_u1"), value=1000)
     p = RunningPipeline(
         os.path.join(short_tmp, "run"),
-        ["--actors", "sampler", "--resctrl-root", resctrl,
+        ["--actors", "sampler,writer", "--resctrl-root", resctrl,
          "--output", os.path.join(short_tmp, "out"),
          "--sampling-interval", "100ms", "--retry-interval", "1s",
          "--nri-socket", os.path.join(short_tmp, "nri.sock")],
@@ -51,7 +52,7 @@ def feed_sampler(runtime_dir: str, resctrl: str) -> None:
 
 def test_up_restarts_killed_actor_and_ready_flips(pipeline: RunningPipeline,
                                                   short_tmp: str) -> None:  # fmt: skip
-    pipeline.wait_serving(("sampler",))
+    pipeline.wait_serving(("sampler", "writer"))
     assert pipeline.get("/live")[0] == 200
     code, body = pipeline.get("/ready")
     assert code == 503 and "not ready" in body
@@ -74,7 +75,14 @@ def test_up_restarts_killed_actor_and_ready_flips(pipeline: RunningPipeline,
     code, metrics = pipeline.get("/metrics")
     assert code == 200 and 'resctrl_pipeline_actor_restarts_total{actor="sampler"} 1.0' in metrics
     poll_until(ready, 20, interval=0.2, what="/ready 200 again after the restart")
+    poll_until(lambda: pipeline.status()["actors"]["writer"]["counters"].get("rows_received"),
+               20, what="rows at the writer")  # fmt: skip
     assert pipeline.terminate() == 0, pipeline.log()
+    out = os.path.join(short_tmp, "out")
+    names = os.listdir(out)
+    assert names and all(n.endswith(".parquet") for n in names), names  # nothing partial
+    rows = sum(pq.read_table(os.path.join(out, n)).num_rows for n in names)
+    assert rows > 0
 
 
 def test_ready_stays_503_with_reason_when_resctrl_missing(short_tmp: str) -> None:
