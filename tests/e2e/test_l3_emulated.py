@@ -308,18 +308,25 @@ def test_l3_lifecycle_runtime_restart_reconnects_and_resyncs(harness: Harness) -
 def test_l3_lifecycle_killed_actor_restarted_no_file_corrupted(harness: Harness) -> None:
     harness.start()
     harness.wait_ready()
-    harness.node.start_pod(harness.node.new_pod("busy"))
-    poll_until(lambda: harness.files() or harness.rotate_and_rows(), 20, what="a file")
-    for actor in ("writer", "sampler"):
+    pod = harness.node.new_pod("busy")
+    harness.node.start_pod(pod)
+    tree = harness.node.fs.tree
+    poll_until(lambda: harness.rotate_and_rows(), 20, what="a file")
+    rmid = tree.groups()[group_name(pod)].rmid
+    for actor in ("writer", "sampler", "reconciler", "nri-listener"):
         old = harness.node.pids()["actors"][actor]
         os.kill(old, signal.SIGKILL)
         poll_until(lambda a=actor, o=old: harness.node.pids()["actors"].get(a) not in (None, o),
                    20, what=f"{actor} restarted")  # fmt: skip
         harness.wait_ready()
+    # The restarted reconciler adopted the group: same RMID, never removed.
+    assert tree.groups()[group_name(pod)].rmid == rmid
+    assert tree.operations().get("rmdir", 0) == 0
     assert harness.node.stop_pipeline() == 0
     assert harness.files()
     for f in harness.files():
         pq.read_table(f)  # every file readable
+    assert not [n for n in os.listdir(harness.output) if not n.endswith(".parquet")]
 
 
 @pytest.mark.parametrize(("domains", "snc"), [((0, 3), 0), ((0, 1), 2)])
