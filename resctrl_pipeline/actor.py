@@ -263,13 +263,16 @@ class Actor:
         for edge, n in self._drops.due(now):
             log.warning("Dropped %d %s in the last second", n, EDGES[edge].what)
 
-    def _drain(self, edge: str, sock: zmq.Socket[bytes]) -> None:
-        # Bounded so that one busy edge cannot starve timers and the other edges.
+    def _drain(self, edge: str, sock: zmq.Socket[bytes]) -> bool:
+        """Handle up to 1,024 queued messages; True when more may be waiting.
+
+        Bounded so that one busy edge cannot starve timers and the other edges.
+        """
         for _ in range(1024):
             try:
                 data = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return False
             self._received[edge] = self._received.get(edge, 0) + 1
             try:
                 env = codec.decode(data)
@@ -278,6 +281,7 @@ class Actor:
                 log.warning("skipping malformed message on %s: %s", edge, err)
                 continue
             self._emit(self.core.on_message(edge, env.body, self.settings.clock()))
+        return True
 
     def _send_snapshots(self) -> None:
         for edge in self._push:
@@ -321,6 +325,11 @@ class Actor:
             self._send_stats()
             while not self._stop:
                 self.step()
+            # Producers are stopped first, so what is queued now is all there is: take
+            # it before the core finalises (the writer's last rows).
+            for edge, sock in self._pull.items():
+                while self._drain(edge, sock):
+                    pass
             self._emit(self.core.on_stop(self.settings.clock()))
             self._send_stats()
         finally:

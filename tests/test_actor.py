@@ -248,3 +248,42 @@ def test_ipc_sockets_are_private_and_foreign_paths_refused(short_tmp: str) -> No
         f.write("not a socket")
     with pytest.raises(PermissionError):
         Actor(Sampler(FakeLlcReader(), with_mbm=False), settings(short_tmp))
+
+
+class CountingWriter(Core):
+    """A stand-in writer that counts batches and what it had seen when stopped."""
+
+    name = "writer"
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.count_at_stop = -1
+
+    def on_message(self, edge: str, msg: Message, now: float) -> Outputs:
+        self.count += 1
+        return []
+
+    def on_stop(self, now: float) -> Outputs:
+        self.count_at_stop = self.count
+        return []
+
+
+def test_stop_drains_queued_input_before_on_stop(short_tmp: str) -> None:
+    # inproc: a send is in the consumer's queue as soon as it returns (no I/O thread).
+    settings_ = ActorSettings(
+        runtime_dir=short_tmp, channel_capacity=5000, clock=FakeClock(),
+        endpoints={"occupancy": "inproc://occupancy-drain"}, install_signal_handlers=False,
+    )  # fmt: skip
+    core = CountingWriter()
+    actor = Actor(core, settings_)
+    push = zmq.Context.instance().socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    push.connect("inproc://occupancy-drain")
+    data = codec.encode(OccupancyBatch({"pod_uid": ["u"]}))
+    for _ in range(3000):  # more than one bounded drain round (1,024)
+        push.send(data)
+    push.close()
+    actor.stop()
+    assert actor.run() == 0
+    assert core.count == 3000
+    assert core.count_at_stop == 3000
