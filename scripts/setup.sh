@@ -26,8 +26,13 @@ extras="emulator"
 [ "$want_dev" = 1 ] && extras="dev,emulator"
 stamp=".venv/.installed-$extras-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing resctrl-pipeline[$extras] into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[$extras]"
+  echo "setup: installing resctrl-pipeline[$extras] into .venv (log: .venv/pip.log)"
+  # Quiet on success; the whole log on failure.
+  if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+         .venv/bin/python -m pip install -q -e ".[$extras]"; } > .venv/pip.log 2>&1; then
+    cat .venv/pip.log >&2
+    echo "setup: pip install failed (see above)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
