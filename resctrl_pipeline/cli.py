@@ -23,6 +23,7 @@ from resctrl_pipeline.config import (
     Sources,
     load,
     render_example,
+    render_markdown,
     render_toml,
     resolve,
 )
@@ -101,10 +102,14 @@ def up(config_file: str | None, only: str | None, **flags: Any) -> None:
 @main.command("config")
 @_config_options
 @click.option("--example", is_flag=True, help="Print a commented file with every key.")
-def config_cmd(config_file: str | None, example: bool, **flags: Any) -> None:
+@click.option("--markdown", is_flag=True, help="Print the reference table of every key.")
+def config_cmd(config_file: str | None, example: bool, markdown: bool, **flags: Any) -> None:
     """Print the effective configuration and where each value came from."""
     if example:
         click.echo(render_example(), nl=False)
+        return
+    if markdown:
+        click.echo(render_markdown(), nl=False)
         return
     sources, _ = _load(config_file, flags)
     click.echo(render_toml(sources), nl=False)

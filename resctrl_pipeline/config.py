@@ -44,6 +44,9 @@ _BYTE_UNITS = {
 }  # fmt: skip
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "none")
+_PARTITIONINGS = ("none", "hive")
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
 
 
 def parse_duration(text: object) -> float:
@@ -124,6 +127,15 @@ def _choice(options: tuple[str, ...]) -> Callable[[object], str]:
     return parse
 
 
+def _bool(text: object) -> bool:
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ValueError("expected true or false")
+    return value in _TRUE
+
+
 def _http_addr(text: object) -> str:
     if not isinstance(text, str):
         raise ValueError("expected HOST:PORT")
@@ -142,6 +154,13 @@ def _output(text: object) -> str:
 
 _path = _text(r"/[^\n]*", "an absolute path")
 _any_path = _text(r"[^\n]+", "a path")
+# Scheme, host (name, IPv4 or [IPv6]) and port only: the bucket and key go into the
+# path themselves, and nothing else of this text reaches a request.
+_endpoint = _text(
+    r"(https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?)?",
+    "empty or http(s)://host[:port]",
+    max_len=300,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +215,24 @@ KEYS: tuple[Key, ...] = (
     Key("output.flush_interval", "10s", parse_duration,
         "Buffered rows are made durable at least this often (the most a kill -9 loses)."),
     Key("output.compression", "zstd", _choice(_COMPRESSIONS), "Parquet compression codec."),
+    Key("output.spool_dir", "/var/lib/resctrl-pipeline/spool", _path,
+        "With s3:// output: where files are written and finalised, and kept until "
+        "uploaded (put it on a disk that survives restarts). Unused otherwise."),
+    Key("output.spool_max_bytes", "1GiB", parse_bytes,
+        "With s3:// output: the most bytes of finalised files waiting for upload; "
+        "beyond it the oldest are deleted without upload (counted, logged)."),
+    Key("output.partitioning", "none", _choice(_PARTITIONINGS),
+        "With s3:// output: object keys <prefix>/<file> (none) or "
+        "<prefix>/node=<node>/date=<YYYY-MM-DD>/<file> (hive)."),
+    Key("output.s3_endpoint", "", _endpoint,
+        "S3 endpoint URL (MinIO and friends); empty = AWS, https://s3.<region>.amazonaws.com.",
+        "AWS_ENDPOINT_URL"),
+    Key("output.s3_region", "", _text(r"[A-Za-z0-9_-]{0,64}", "a region name such as eu-west-1"),
+        "Region for request signing; empty = AWS_DEFAULT_REGION from the environment, "
+        "else us-east-1.", "AWS_REGION"),
+    Key("output.s3_path_style", False, _bool,
+        "Address objects as <endpoint>/<bucket>/<key> instead of <bucket>.<endpoint>/<key> "
+        "(most self-hosted stores need true)."),
     Key("http.addr", "127.0.0.1:8080", _http_addr,
         "Address of the HTTP endpoints /live /ready /metrics /status.", None, "--http-addr"),
     Key("node.name", "", _text(r"[A-Za-z0-9._-]{0,253}", "a node name"),
@@ -236,6 +273,12 @@ class Config:
     max_file_bytes: int
     flush_interval: float
     compression: str
+    spool_dir: str
+    spool_max_bytes: int
+    partitioning: str
+    s3_endpoint: str
+    s3_region: str
+    s3_path_style: bool
     http_addr: str
     node_name: str
     log_level: str
@@ -259,6 +302,12 @@ _FIELD_OF = {
     "output.max_file_bytes": "max_file_bytes",
     "output.flush_interval": "flush_interval",
     "output.compression": "compression",
+    "output.spool_dir": "spool_dir",
+    "output.spool_max_bytes": "spool_max_bytes",
+    "output.partitioning": "partitioning",
+    "output.s3_endpoint": "s3_endpoint",
+    "output.s3_region": "s3_region",
+    "output.s3_path_style": "s3_path_style",
     "http.addr": "http_addr",
     "node.name": "node_name",
     "log.level": "log_level",
@@ -392,4 +441,26 @@ def render_example() -> str:
         if extra:
             lines.append(f"# ({', '.join(extra)})")
         lines.append(f"{leaf} = {_toml_value(key.default)}")
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown() -> str:
+    """The configuration reference table (Markdown) that ``docs/operations.md`` embeds.
+
+    One row per key in :data:`KEYS` order: key, environment variable, flag, default and
+    meaning. A test compares the doc with this, so the doc cannot drift from the code.
+    """
+    lines = [
+        "| key | env | flag | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for key in KEYS:
+        cells = [
+            f"`{key.name}`",
+            f"`{key.env}`" if key.env else "",
+            f"`{key.flag}`" if key.flag else "",
+            f"`{_toml_value(key.default)}`",
+            key.help.replace("|", "\\|"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -59,8 +59,8 @@ def _resctrl(cfg: Config) -> list[Verdict]:
         writable = os.access(os.path.join(cfg.resctrl_root, "mon_groups"), os.W_OK)
         out.append(Verdict("resctrl permissions", "OK" if writable else "FAIL",
                            "mon_groups is writable" if writable else
-                           "mon_groups is not writable: run as root with CAP_SYS_ADMIN "
-                           "or mount resctrl read-write"))  # fmt: skip
+                           "mon_groups is not writable: run as root and mount resctrl "
+                           "read-write (docs/operations.md lists the privileges)"))  # fmt: skip
     return out
 
 

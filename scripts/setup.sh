@@ -15,6 +15,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       fuse3 libfuse3-3 >/dev/null
   fi
+  # The test suite renders the Kubernetes overlays with kustomize.
+  if [ "$want_dev" = 1 ] && ! command -v kustomize >/dev/null 2>&1; then
+    echo "setup: installing kustomize (apt)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      kustomize >/dev/null || echo "setup: kustomize unavailable; its test will skip" >&2
+  fi
 fi
 
 PY=${PYTHON:-python3}

@@ -7,8 +7,15 @@
 * SIGUSR1 → :meth:`ParquetSink.rotate`;
 * stop (SIGTERM) → :meth:`ParquetSink.close` (drain and finalise).
 
+With object storage, an :class:`~resctrl_pipeline.storage.Uploader` starts after the
+recovery, is woken whenever the sink has finalised a file, and gets its bounded drain
+at stop after the sink's last file. Its work happens in its own thread, so no hook
+here waits for the network.
+
 Readiness flag ``output`` is false during an outage (disk full, ...), with the error
-as its reason, so ``/ready`` says why rows are being dropped.
+as its reason, so ``/ready`` says why rows are being dropped. A failing upload does
+not change readiness (files wait safely in the spool); ``upload_failing`` and info
+``upload`` show it.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import logging
 from resctrl_pipeline.core import Core, Outputs, Stats, Timer
 from resctrl_pipeline.messages import Message, OccupancyBatch
 from resctrl_pipeline.sink.parquet import ParquetSink
+from resctrl_pipeline.storage.uploader import Uploader
 
 __all__ = ["WriterCore", "timer_period"]
 
@@ -40,14 +48,18 @@ class WriterCore(Core):
     Args:
         sink: the sink to drive (built from the configuration by the actor module).
         tick: period of the ``sink`` timer in seconds, see :func:`timer_period`.
+        uploader: moves the sink's finalised files to object storage; None for a
+            local output directory.
     """
 
     name = "writer"
 
-    def __init__(self, sink: ParquetSink, tick: float) -> None:
+    def __init__(self, sink: ParquetSink, tick: float, uploader: Uploader | None = None) -> None:
         self.sink = sink
+        self.uploader = uploader
         self._tick = tick
         self._unexpected = 0
+        self._files_seen = 0
 
     def timers(self) -> list[Timer]:
         """One timer that lets the sink flush, rotate and retry on time."""
@@ -61,6 +73,8 @@ class WriterCore(Core):
                 "Start-up recovery: %d files (%d rows) rebuilt, %d leftovers removed",
                 len(report.files), report.rows, report.removed,
             )  # fmt: skip
+        if self.uploader is not None:
+            self.uploader.start()
         return []
 
     def on_message(self, edge: str, msg: Message, now: float) -> Outputs:
@@ -75,6 +89,7 @@ class WriterCore(Core):
     def on_timer(self, name: str, now: float) -> Outputs:
         """Flush and rotate by age; retry during an outage."""
         self.sink.on_timer(now)
+        self._wake_uploader()
         return []
 
     def on_signal(self, signame: str, now: float) -> Outputs:
@@ -82,19 +97,42 @@ class WriterCore(Core):
         if signame == "SIGUSR1":
             log.info("SIGUSR1: rotating the output file")
             self.sink.rotate(now)
+            self._wake_uploader()
         return []
 
     def on_stop(self, now: float) -> Outputs:
-        """Drain the buffer and finalise the current file."""
+        """Drain the buffer and finalise the current file, then the uploads (bounded)."""
         self.sink.close(now)
+        if self.uploader is not None:
+            self.uploader.close()
         return []
 
+    def _wake_uploader(self) -> None:
+        """Wake the uploader when a file was finalised since the last call.
+
+        Files that rotate by size inside :meth:`on_message` are noticed at the next
+        timer tick, at most one :func:`timer_period` later.
+        """
+        if self.uploader is None:
+            return
+        files = self.sink.statistics().files_written
+        if files != self._files_seen:
+            self._files_seen = files
+            self.uploader.wake()
+
     def statistics(self) -> Stats:
-        """The sink's counters and gauges, and the ``output`` readiness flag."""
+        """The sink's (and uploader's) counters and gauges, the ``output`` readiness flag."""
         s = self.sink.statistics()
         counters = s.counters()
         counters["unexpected_messages"] = self._unexpected
+        gauges = s.gauges()
         info = {"output": s.last_error} if s.write_blocked else {}
+        if self.uploader is not None:
+            u = self.uploader.statistics()
+            counters.update(u.counters())
+            gauges.update(u.gauges())
+            if u.failing:
+                info["upload"] = u.last_error
         return Stats(
-            counters=counters, gauges=s.gauges(), ready={"output": not s.write_blocked}, info=info
+            counters=counters, gauges=gauges, ready={"output": not s.write_blocked}, info=info
         )
