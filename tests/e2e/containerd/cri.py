@@ -241,6 +241,15 @@ class CriClient:
         """RemoveContainer."""
         self._call("RemoveContainer", self.pb.RemoveContainerRequest(container_id=container_id))
 
+    def exec_sync(
+        self, container_id: str, cmd: Sequence[str], timeout: int = 0
+    ) -> tuple[int, bytes, bytes]:
+        """ExecSync: run ``cmd`` in the container (as ``kubectl exec`` does) until it
+        exits or ``timeout`` seconds pass (0: no limit); ``(exit code, stdout, stderr)``."""
+        req = self.pb.ExecSyncRequest(container_id=container_id, cmd=list(cmd), timeout=timeout)
+        resp = self._call("ExecSync", req)
+        return int(resp.exit_code), bytes(resp.stdout), bytes(resp.stderr)
+
     def list_containers(self, pod_id: str | None = None) -> list[Any]:
         """Container entries, optionally of one pod."""
         pb = self.pb
