@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -70,11 +70,38 @@ def encode(msg: m.Message, src: str = "", seq: int = 0, ts: float = 0.0) -> byte
     return data
 
 
+class _Field(NamedTuple):
+    name: str
+    annotation: str  # as a string: the messages use future annotations
+    required: bool
+    nested: type[Any] | None  # element type of a tuple-of-dataclass field
+
+
+_FIELDS: dict[type[Any], tuple[_Field, ...]] = {}
+
+
+def _fields(cls: type[Any]) -> tuple[_Field, ...]:
+    """What the codec needs of each field of ``cls``, worked out once per class
+    (``dataclasses.fields`` per message and per snapshot entry was half of decoding)."""
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        fields = _FIELDS[cls] = tuple(
+            _Field(
+                f.name,
+                str(f.type),
+                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+                _NESTED.get((cls, f.name)),
+            )
+            for f in dataclasses.fields(cls)
+        )
+    return fields
+
+
 def _to_plain(msg: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(msg):
+    for f in _fields(type(msg)):
         value = getattr(msg, f.name)
-        if (type(msg), f.name) in _NESTED:
+        if f.nested is not None:
             value = [_to_plain(item) for item in value]
         out[f.name] = value
     return out
@@ -120,19 +147,18 @@ def _from_plain(cls: type[Any], body: object) -> Any:
     if not isinstance(body, dict):
         raise DecodeError(f"{cls.__name__}: body is not a map")
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
+    for f in _fields(cls):
         if f.name not in body:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if f.required:
                 raise DecodeError(f"{cls.__name__}: missing field {f.name!r}")
             continue
         value = body[f.name]
-        nested = _NESTED.get((cls, f.name))
-        if nested is not None:
+        if f.nested is not None:
             if not isinstance(value, list):
                 raise DecodeError(f"{cls.__name__}.{f.name}: expected a list")
-            kwargs[f.name] = tuple(_from_plain(nested, item) for item in value)
+            kwargs[f.name] = tuple(_from_plain(f.nested, item) for item in value)
         else:
-            kwargs[f.name] = _check(cls.__name__, f.name, str(f.type), value)
+            kwargs[f.name] = _check(cls.__name__, f.name, f.annotation, value)
     return cls(**kwargs)
 
 

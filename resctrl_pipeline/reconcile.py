@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import overload
 
 from resctrl_pipeline.cgroups import CgroupGone, CgroupView
 from resctrl_pipeline.core import Core, Outputs, Stats, Timer
@@ -220,8 +221,23 @@ class Reconciler(Core):
 
     # -- outputs ---------------------------------------------------------------------
 
-    def snapshot(self, edge: str = "groups") -> GroupSnapshot:
-        """The state of every tracked pod, sorted by uid (the ``groups`` edge's state)."""
+    @overload
+    def snapshot(self) -> GroupSnapshot: ...
+
+    @overload
+    def snapshot(self, edge: str) -> GroupSnapshot | None: ...
+
+    def snapshot(self, edge: str | None = None) -> GroupSnapshot | None:
+        """The state of every tracked pod, sorted by uid (the ``groups`` edge's state).
+
+        Called by the actor shell with the edge name (anti-entropy, recovery after a
+        drop), it returns None until the first ``LifecycleSnapshot``: a snapshot
+        replaces the sampler's state, and one sent before this reconciler knows the
+        pods (after a restart while the runtime is away) would make the sampler drop
+        every pod it is sampling.
+        """
+        if edge is not None and not self._synced:
+            return None
         return GroupSnapshot(tuple(self._state(self._pods[uid]) for uid in sorted(self._pods)))
 
     def statistics(self) -> Stats:

@@ -3,6 +3,8 @@
 A thin adapter: every operation resolves its path in the tree and lets the tree raise
 the kernel's errno. Open files keep their resolved node, so reads of a removed group
 fail with ``ENODEV`` as on kernfs, and each read at offset 0 renders the file afresh.
+Errnos a test injected (:meth:`.ResctrlTree.fail_next`) are raised here, before the
+tree serves the request.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import mfusepy
 
-from resctrl_pipeline.emulator.resctrlnodes import Node
+from resctrl_pipeline.emulator.resctrlnodes import Node, NodeKind
 from resctrl_pipeline.emulator.resctrltree import ResctrlTree
 
 __all__ = ["ResctrlOperations"]
@@ -84,6 +86,7 @@ class ResctrlOperations:
 
     def readdir(self, path: str, fh: int) -> list[str]:
         """FUSE ``readdir``."""
+        self._tree.take_fault("readdir")
         return [".", "..", *self._tree.entries(self._tree.resolve(path))]
 
     def open(self, path: str, fi: Any) -> int:
@@ -106,12 +109,16 @@ class ResctrlOperations:
         sees the current value); later offsets continue that rendering."""
         handle = self._handles[fi.fh]
         if offset == 0 or handle.data is None:
+            if handle.node.kind is NodeKind.TASKS:
+                self._tree.take_fault("read_tasks")
             handle.data = self._tree.content(handle.node)
         return handle.data[offset : offset + size]
 
     def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:
         """FUSE ``write``: each ``write()`` call is one kernel command."""
         handle = self._handles[fi.fh]
+        if handle.node.kind is NodeKind.TASKS:
+            self._tree.take_fault("write_tasks")
         self._tree.write(handle.node, data, writer_tid=mfusepy.fuse_get_context()[2])
         return len(data)
 
@@ -137,10 +144,12 @@ class ResctrlOperations:
 
     def mkdir(self, path: str, mode: int) -> int:
         """FUSE ``mkdir``: create a monitoring group."""
+        self._tree.take_fault("mkdir")
         self._tree.mkdir(path)
         return 0
 
     def rmdir(self, path: str) -> int:
         """FUSE ``rmdir``: remove a monitoring group."""
+        self._tree.take_fault("rmdir")
         self._tree.rmdir(path)
         return 0

@@ -34,6 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from resctrl_pipeline.emulator.counters import GroupCounters
 from resctrl_pipeline.emulator.occupancy import CacheParams
@@ -58,10 +59,15 @@ from resctrl_pipeline.emulator.threads import (
 )
 from resctrl_pipeline.emulator.topology import Topology
 
-__all__ = ["ROOT", "GroupInfo", "ResctrlTree"]
+__all__ = ["ROOT", "FaultPoint", "GroupInfo", "ResctrlTree"]
 
 ROOT = ""
 """Name of the default group in the test-side API."""
+
+FaultPoint = Literal["mkdir", "rmdir", "readdir", "read_tasks", "write_tasks"]
+"""FUSE requests a test can make fail (:meth:`ResctrlTree.fail_next`): ``mkdir`` and
+``rmdir`` of any directory, ``readdir`` of any directory, ``read_tasks`` (the read at
+offset 0 of any ``tasks`` file) and ``write_tasks`` (any write to a ``tasks`` file)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,7 @@ class ResctrlTree:
         self._counters.track(self._root)
         self._status = ""
         self._ops: Counter[str] = Counter()
+        self._faults: dict[FaultPoint, list[int]] = {}  # injected errnos still to raise
         # Resolved paths, kept until the next mkdir/rmdir: resolving costs more than a read.
         self._nodes: dict[str, Node] = {}
 
@@ -258,7 +265,49 @@ class ResctrlTree:
             self._nodes.clear()
             self._ops["rmdir"] += 1
 
+    def take_fault(self, point: FaultPoint) -> None:
+        """Raise the next errno injected at ``point`` (see :meth:`fail_next`), if any.
+
+        Called by the FUSE layer only, before it serves the request; the methods of
+        this class never consume injected faults.
+
+        Raises:
+            OSError: the injected errno (``info/last_cmd_status`` then names it).
+        """
+        with self._mutex:
+            pending = self._faults.get(point)
+            if not pending:
+                return
+            code = pending.pop(0)
+            if not pending:
+                del self._faults[point]
+            self._status = f"emulator: injected {errno.errorcode[code]}\n"
+        raise _error(code)
+
     # --- test side ---------------------------------------------------------------------
+
+    def fail_next(self, point: FaultPoint, code: int, times: int = 1) -> None:
+        """Make the next ``times`` requests at ``point`` that reach the FUSE server
+        fail with ``code`` (a test hook, for errnos the emulation never produces).
+
+        Only requests through the mount consume them: the VFS answers some requests
+        itself (``mkdir`` of an existing name, ``rmdir`` or ``open`` of a missing one),
+        and then a pending fault waits for the next request that gets through.
+
+        Raises:
+            ValueError: unknown ``point``, ``code`` not a positive errno, ``times`` < 1.
+        """
+        if point not in get_args(FaultPoint):
+            raise ValueError(f"no fault point {point!r}")
+        if code not in errno.errorcode or times < 1:
+            raise ValueError(f"cannot inject errno {code} {times} times")
+        with self._mutex:
+            self._faults.setdefault(point, []).extend([code] * times)
+
+    def pending_faults(self) -> dict[FaultPoint, list[int]]:
+        """Injected errnos not raised yet, per point (points without any are left out)."""
+        with self._mutex:
+            return {point: list(codes) for point, codes in self._faults.items()}
 
     def set_counter(
         self,

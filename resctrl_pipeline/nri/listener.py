@@ -168,11 +168,13 @@ class NriListener:
             level = logging.DEBUG if start - self._warned_at < _WARN_EVERY else logging.WARNING
             if level == logging.WARNING:
                 self._warned_at = start
-            _log.log(level, "fast path: placing pid %d of pod %s failed: %s", pid, pod_uid, err)
+            # The uid is untrusted: repr() and a cut keep newlines (forged log lines)
+            # and 10 kB uids out of the log.
+            _log.log(level, "fast path: placing pid %d of pod %.80r failed: %s", pid, pod_uid, err)
         else:
             self.counters["fast_path.exited" if placed is False else "fast_path.ok"] += 1
         elapsed = self._clock() - start
         self.fast_path_seconds.append(elapsed)
         if self._policy.record(start + elapsed, elapsed):
             self.counters["fast_path.over_budget"] += 1
-            _log.warning("fast path for pod %s took %.1f ms", pod_uid, elapsed * 1000)
+            _log.warning("fast path for pod %.80r took %.1f ms", pod_uid, elapsed * 1000)

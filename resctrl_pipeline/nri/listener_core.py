@@ -70,12 +70,14 @@ class NriListenerCore(Core):
         plugin: the NRI connection (owns the socket).
         listener: the handler object given to ``plugin`` (owns the pod map).
         tick: seconds between timer calls into the plugin (connect, backoff, setup
-            timeout); the backoff itself is never shorter than the plugin's setting.
+            timeout); the backoff itself is never shorter than the plugin's setting,
+            and a reconnect is at most one tick later than its backoff. Every tick
+            wakes an otherwise idle process: 0.25 s keeps that cost small.
     """
 
     name = "nri-listener"
 
-    def __init__(self, plugin: NriPlugin, listener: NriListener, tick: float = 0.1) -> None:
+    def __init__(self, plugin: NriPlugin, listener: NriListener, tick: float = 0.25) -> None:
         self.plugin = plugin
         self.listener = listener
         self.tick = tick

@@ -118,7 +118,8 @@ class PluginService:
     def _configure(self, payload: bytes) -> bytes:
         request = _decode(nri_pb2.ConfigureRequest, payload)
         _log.info(
-            "NRI runtime %s %s (NRI %s), subscribing to mask 0x%x",
+            # Escaped and cut: these strings come from the peer and end up in the log.
+            "NRI runtime %.80r %.80r (NRI %.80r), subscribing to mask 0x%x",
             request.runtime_name,
             request.runtime_version,
             request.NRI_version or "unknown",

@@ -125,20 +125,33 @@ class ResctrlOps(Protocol):
 
 
 class OsResctrlOps:
-    """:class:`ResctrlOps` with os calls below ``root`` (kernel or FUSE mount)."""
+    """:class:`ResctrlOps` with os calls below ``root`` (kernel or FUSE mount).
+
+    The ``tasks`` file written last stays open: the reconciler writes a pod's threads
+    in a row, and opening and closing the file around every id cost twice the write
+    itself (on a FUSE mount several round trips more). The descriptor is closed when
+    its group is removed or created through this object, or another group is written;
+    one whose group vanished behind our back (ENODEV, as kernfs answers) is reopened
+    once, so a vanished group still surfaces as ENOENT.
+    """
+
+    _TASKS_FLAGS = os.O_WRONLY | os.O_CLOEXEC
 
     def __init__(self, root: str) -> None:
         self._root = os.path.abspath(root)
         self._mon = os.path.join(self._root, "mon_groups")
+        self._tasks_fd: tuple[str, int] | None = None
 
     @property
     def root(self) -> str:
         return self._root
 
     def mkdir(self, name: str) -> None:
+        self._forget_tasks_fd(name)
         os.mkdir(os.path.join(self._mon, name))
 
     def rmdir(self, name: str) -> None:
+        self._forget_tasks_fd(name)
         os.rmdir(os.path.join(self._mon, name))
 
     def list_groups(self) -> list[str]:
@@ -152,23 +165,55 @@ class OsResctrlOps:
     def write_tid(self, name: str, tid: int) -> None:
         # One os.write per id: a buffered writer could merge ids into one write(),
         # which older kernels and the emulator reject as a whole.
-        fd = os.open(os.path.join(self._mon, name, "tasks"), os.O_WRONLY)
+        data = self._tid_bytes(tid)
         try:
-            os.write(fd, str(tid).encode())
-        finally:
-            os.close(fd)
+            os.write(self._open_tasks(name), data)
+        except OSError as err:
+            if err.errno not in (errno.ENODEV, errno.EBADF):
+                raise
+            self._forget_tasks_fd(name)  # a stale descriptor: the group was replaced
+            os.write(self._open_tasks(name), data)
 
     def read_info(self, relpath: str) -> str:
         with open(os.path.join(self._root, "info", relpath), encoding="utf-8") as f:
             return f.read()
+
+    @staticmethod
+    def _tid_bytes(tid: int) -> bytes:
+        return str(tid).encode()
+
+    def _open_tasks(self, name: str) -> int:
+        """The open ``tasks`` descriptor of group ``name`` (opened when needed)."""
+        cached = self._tasks_fd
+        if cached is not None and cached[0] == name:
+            return cached[1]
+        self._forget_tasks_fd()
+        # No O_CREAT: a missing tasks file must fail with ENOENT like a vanished group.
+        fd = os.open(os.path.join(self._mon, name, "tasks"), self._TASKS_FLAGS)
+        self._tasks_fd = (name, fd)
+        return fd
+
+    def close(self) -> None:
+        """Close the cached ``tasks`` descriptor (the object stays usable)."""
+        self._forget_tasks_fd()
+
+    def _forget_tasks_fd(self, name: str | None = None) -> None:
+        """Close the cached descriptor (only if it is group ``name``'s, when given)."""
+        cached = self._tasks_fd
+        if cached is not None and (name is None or cached[0] == name):
+            self._tasks_fd = None
+            os.close(cached[1])
 
 
 class PlainDirResctrlOps(OsResctrlOps):
     """:class:`OsResctrlOps` on an ordinary directory (benchmarks, fixture trees).
 
     Emulates what a plain directory cannot: mkdir creates ``tasks``, rmdir works on a
-    populated group, and a written id is appended as a line instead of overwriting.
+    populated group, a written id is appended as a line instead of overwriting, and a
+    write through the descriptor of a removed group fails with ENODEV as on kernfs.
     """
+
+    _TASKS_FLAGS = os.O_WRONLY | os.O_CLOEXEC | os.O_APPEND
 
     def mkdir(self, name: str) -> None:
         super().mkdir(name)
@@ -176,15 +221,18 @@ class PlainDirResctrlOps(OsResctrlOps):
             pass
 
     def rmdir(self, name: str) -> None:
+        self._forget_tasks_fd(name)
         shutil.rmtree(os.path.join(self._mon, name))
 
-    def write_tid(self, name: str, tid: int) -> None:
-        # No O_CREAT: a missing tasks file must fail with ENOENT like a vanished group.
-        fd = os.open(os.path.join(self._mon, name, "tasks"), os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, f"{tid}\n".encode())
-        finally:
-            os.close(fd)
+    @staticmethod
+    def _tid_bytes(tid: int) -> bytes:
+        return f"{tid}\n".encode()
+
+    def _open_tasks(self, name: str) -> int:
+        fd = super()._open_tasks(name)
+        if os.fstat(fd).st_nlink == 0:  # removed behind our back: what kernfs says
+            raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), name)
+        return fd
 
 
 _PERMISSION_ERRNOS = (errno.EACCES, errno.EPERM)
@@ -370,7 +418,14 @@ def place_init_pid(
     name = group_name(prefix, pod_uid)
     if pid < 1:
         raise ValueError(f"not a process id: {pid}")
-    groups = ResctrlGroups(ops if ops is not None else OsResctrlOps(root))
+    if ops is None:
+        # One call per container start: keep no descriptor behind.
+        owned = OsResctrlOps(root)
+        try:
+            return place_init_pid(root, prefix, pod_uid, pid, owned)
+        finally:
+            owned.close()
+    groups = ResctrlGroups(ops)
     groups.create(name)
     return groups.add_task(name, pid)
 

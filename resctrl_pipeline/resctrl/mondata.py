@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -108,7 +109,10 @@ def counter_files(group_path: str, feature: str) -> list[str]:
             continue
         # No L3-level file: sum the sub-NUMA nodes instead (never both).
         base = os.path.join(mon_data, domain)
-        subs = sorted(s for s in os.listdir(base) if s.startswith("mon_sub_L3_"))
+        try:
+            subs = sorted(s for s in os.listdir(base) if s.startswith("mon_sub_L3_"))
+        except OSError as err:  # the group was removed while we looked (pod churn)
+            raise ResctrlReadError("missing", f"{base}: {err.strerror}") from err
         files.extend(
             os.path.join(base, s, feature)
             for s in subs
@@ -141,6 +145,40 @@ def read_group(group_path: str, mbm: bool = True) -> GroupReading:
             continue
         extra.append(sum(parse_counter(_read_file(p), p) for p in paths))
     return GroupReading(llc, extra[0], extra[1])
+
+
+def _fast_sum(fds: list[int]) -> int:
+    """Sum of the counters behind ``fds`` read with pread: the hot path, unclassified.
+
+    Raises:
+        ValueError: a value is not a number or is out of range (the caller then reads
+            the careful way, which classifies the problem). OSError: a read failed.
+    """
+    pread = os.pread
+    total = 0
+    for fd in fds:
+        raw = pread(fd, _READ_SIZE, 0)
+        # Digits and the newline only: int() alone would also take "+5", "1_000" and
+        # inner blanks, which parse_counter (the careful path) rightly calls garbage.
+        if not raw[:-1].isdigit():
+            raise ValueError(raw)
+        value = int(raw)
+        if value > _MAX_COUNTER:
+            raise ValueError(value)
+        total += value
+    return total
+
+
+def _checked_sum(values: Iterable[int], where: str) -> int:
+    """The llc_occupancy sum over domains, which must itself be a valid counter.
+
+    Raises:
+        ResctrlReadError: ``garbage`` when the sum is out of range.
+    """
+    total = sum(values)
+    if total > _MAX_COUNTER:
+        raise ResctrlReadError("garbage", f"{where}: llc_occupancy out of range")
+    return total
 
 
 @dataclass(slots=True)
@@ -223,16 +261,14 @@ class PreadReader:
             # Hot path, kept flat on purpose (it runs for every group on every tick):
             # any surprise (a non-number, a negative, a dead descriptor) falls through
             # to the careful path below, which classifies it.
-            pread = os.pread
             try:
-                llc = 0
-                for fd in og.llc:
-                    value = int(pread(fd, _READ_SIZE, 0))
-                    if value < 0:
-                        raise ValueError
-                    llc += value
-                if llc <= _MAX_COUNTER and not og.mbm_total and not og.mbm_local:
-                    return GroupReading(llc, None, None)
+                llc = _fast_sum(og.llc)
+                if llc <= _MAX_COUNTER:
+                    return GroupReading(
+                        llc,
+                        _fast_sum(og.mbm_total) if og.mbm_total else None,
+                        _fast_sum(og.mbm_local) if og.mbm_local else None,
+                    )
             except (ValueError, OSError):
                 pass
             try:
@@ -244,20 +280,34 @@ class PreadReader:
         og = self._open_group(group_path)
         if og is None:
             self.fallback_reads += 1
-            return read_group(group_path, self.mbm)
+            return self._read_closed(group_path)
         try:
             return self._careful(og, group_path)
         except OSError as err:
             self.forget(group_path)
             raise ResctrlReadError("io", f"{group_path}: {err.strerror}") from err
 
+    def _read_closed(self, group_path: str) -> GroupReading:
+        """Read a group that has no descriptors with open/read/close, from its resolved
+        paths (no directory walk per tick). A file that cannot be read drops the paths,
+        so the next read resolves the group afresh (it may have been re-created)."""
+        llc, total, local = self._resolve(group_path)
+        try:
+            return GroupReading(
+                _checked_sum((parse_counter(_read_file(p), p) for p in llc), group_path),
+                sum(parse_counter(_read_file(p), p) for p in total) if total else None,
+                sum(parse_counter(_read_file(p), p) for p in local) if local else None,
+            )
+        except ResctrlReadError as err:
+            if err.reason == "io":
+                self._paths.pop(group_path, None)
+            raise
+
     @staticmethod
     def _careful(og: _OpenGroup, where: str) -> GroupReading:
         """Read and classify every counter of an open group (raises typed errors)."""
         pread = os.pread
-        llc = sum(parse_counter(pread(fd, _READ_SIZE, 0), where) for fd in og.llc)
-        if llc > _MAX_COUNTER:
-            raise ResctrlReadError("garbage", f"{where}: llc_occupancy out of range")
+        llc = _checked_sum((parse_counter(pread(fd, _READ_SIZE, 0), where) for fd in og.llc), where)
         total = sum(parse_counter(pread(fd, _READ_SIZE, 0), where) for fd in og.mbm_total)
         local = sum(parse_counter(pread(fd, _READ_SIZE, 0), where) for fd in og.mbm_local)
         return GroupReading(llc, total if og.mbm_total else None, local if og.mbm_local else None)

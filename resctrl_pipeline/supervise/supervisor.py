@@ -34,7 +34,7 @@ from resctrl_pipeline.supervise.health import ActorView, PipelineView
 from resctrl_pipeline.supervise.http import HttpEndpoints
 from resctrl_pipeline.supervise.policy import RestartPolicy
 from resctrl_pipeline.supervise.spawner import ActorProcess, available_actors
-from resctrl_pipeline.topology import ACTORS, endpoint
+from resctrl_pipeline.topology import ACTORS, EDGES, endpoint
 
 __all__ = ["RuntimeDirError", "Supervisor", "prepare_runtime_dir"]
 
@@ -51,8 +51,14 @@ class RuntimeDirError(PipelineError):
 def prepare_runtime_dir(path: str) -> None:
     """Create ``path`` with mode 0700, or tighten an existing directory of ours.
 
+    A leftover socket of ours at an endpoint path is fine (its consumer replaces it);
+    anything else there — another user's socket, a file, a link — is refused here, at
+    start, never replaced (an actor meeting it later could only crash on it, again at
+    every restart).
+
     Raises:
-        RuntimeDirError: it exists and is not a directory, or belongs to another user.
+        RuntimeDirError: it exists and is not a directory, or belongs to another user,
+            or an endpoint path in it is not a socket owned by us.
     """
     os.makedirs(path, mode=0o700, exist_ok=True)
     st = os.lstat(path)
@@ -61,6 +67,16 @@ def prepare_runtime_dir(path: str) -> None:
     if st.st_uid != os.getuid():
         raise RuntimeDirError(f"runtime dir {path} belongs to uid {st.st_uid}, not to us")
     os.chmod(path, 0o700)
+    for edge in EDGES:
+        sock = endpoint(path, edge)[len("ipc://") :]
+        try:
+            est = os.lstat(sock)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISSOCK(est.st_mode) or est.st_uid != os.getuid():
+            raise RuntimeDirError(
+                f"refusing to replace {sock}: not a socket owned by us (owner uid {est.st_uid})"
+            )
 
 
 def _write_private(path: str, data: bytes) -> None:

@@ -5,8 +5,10 @@ a listener that may lose messages, a resctrl kernel with few RMIDs (ENOSPC, EBUS
 limbo) and injected failures, and reconciler restarts over the same kernel. The model
 is plain sets: what runs, and what the reconciler has been told.
 
-The kernel is a parameter (:class:`FakeKernel`): the in-memory fake here; a FUSE
-emulation can run the same machine through an adapter that offers the same controls.
+The kernel is a parameter (:class:`FakeKernel`): the in-memory fake here
+(:class:`MemoryKernel`), the FUSE emulation through ``fuse_kernel.FuseKernel`` in
+``test_reconciler_machine_fuse.py``. The kernel hands out thread ids, so a kernel of
+real threads can give real ones.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from hypothesis import HealthCheck, note, settings
@@ -50,24 +52,43 @@ from resctrl_pipeline.resctrl.groups import (
 
 PREFIX = "pod_"
 RETRY = 10.0
-FOREIGN = {"foreign_a": {1, 2}, "other-tool": {3}}  # never ours, whatever happens
+FOREIGN = {"foreign_a": 2, "other-tool": 1}  # group -> its threads; never ours
 HOSTILE_UIDS = ["..", "../x", "a/b", "", "a\0", "x\n", "u" * 64, "ü"]
 
 
 class FakeKernel(ResctrlOps, Protocol):
-    """A resctrl kernel the machine can steer (MemoryResctrlOps is one)."""
+    """A resctrl kernel the machine can steer: the reconciler's seam plus controls."""
 
-    num_rmids: int
-    mutations: int
-    faults: dict[str, list[int]]  # injected errnos still pending, per operation
-    groups: dict[str, set[int]]  # every mon group and its TIDs, read without faults
+    num_rmids: int  # the RMID limit (root group included); settable
 
-    def spawn(self, tid: int, group: str | None = None) -> None: ...
-    def exit(self, tid: int) -> None: ...
+    @property
+    def mutations(self) -> int:
+        """Successful mkdir, rmdir and TID writes through the ResctrlOps methods."""
+        ...
+
+    @property
+    def faults(self) -> Mapping[str, list[int]]:
+        """Injected errnos still pending, per ResctrlOps method name."""
+        ...
+
+    @property
+    def groups(self) -> dict[str, set[int]]:
+        """Every mon group and its live TIDs, read without faults."""
+        ...
+
+    def start_thread(self, group: str | None = None) -> int:
+        """A new live thread in ``group`` (None: the root group); returns its TID."""
+        ...
+
+    def exit(self, tid: int) -> None:
+        """The thread ends: it leaves its group, writing its TID gives ESRCH (again: no-op)."""
+        ...
+
     def group_of(self, tid: int) -> str | None: ...
     def drain_limbo(self) -> None: ...
     def free_rmids(self) -> int: ...
     def fail(self, op: str, code: int, times: int = 1) -> None: ...
+    def close(self) -> None: ...
 
 
 class FakeCgroups:
@@ -96,13 +117,24 @@ class FakeCgroups:
         return set(self.pods[uid][cid])
 
 
+class MemoryKernel(MemoryResctrlOps):
+    """:class:`MemoryResctrlOps` with the rest of :class:`FakeKernel`: thread ids."""
+
+    def __init__(self, num_rmids: int = 8) -> None:
+        super().__init__("/sys/fs/resctrl", num_rmids=num_rmids)
+        self._tids = itertools.count(1)
+
+    def start_thread(self, group: str | None = None) -> int:
+        tid = next(self._tids)
+        self.spawn(tid, group)
+        return tid
+
+    def close(self) -> None:
+        pass
+
+
 def memory_kernel() -> FakeKernel:
-    kernel = MemoryResctrlOps("/sys/fs/resctrl", num_rmids=8)
-    for name, tids in FOREIGN.items():
-        kernel.mkdir(name)
-        for tid in tids:
-            kernel.spawn(tid, name)
-    return kernel
+    return MemoryKernel(num_rmids=8)
 
 
 class ReconcilerMachine(RuleBasedStateMachine):
@@ -111,6 +143,11 @@ class ReconcilerMachine(RuleBasedStateMachine):
     def __init__(self, kernel_factory: Callable[[], FakeKernel] = memory_kernel) -> None:
         super().__init__()
         self.kernel = kernel_factory()
+        try:
+            self.foreign = self._foreign_groups()
+        except BaseException:
+            self.kernel.close()  # teardown() only runs for a machine that was built
+            raise
         self.cg = FakeCgroups()
         self.ids = itertools.count(1000)
         self.now = 0.0
@@ -120,8 +157,18 @@ class ReconcilerMachine(RuleBasedStateMachine):
         self.sampler: dict[str, GroupState] = {}  # the groups edge, as a consumer sees it
         self.orphans_after_last_pass: set[str] = set()
         self.zombies: set[int] = set()  # exited, still listed by their cgroup
-        self.foreign = {name: set(tids) for name, tids in FOREIGN.items()}
         self.core = self._new_core()
+
+    def _foreign_groups(self) -> dict[str, set[int]]:
+        """Another tool's groups, each holding threads: nothing may touch them."""
+        foreign = {}
+        for name, threads in FOREIGN.items():
+            self.kernel.mkdir(name)
+            foreign[name] = {self.kernel.start_thread(name) for _ in range(threads)}
+        return foreign
+
+    def teardown(self) -> None:
+        self.kernel.close()
 
     def _new_core(self) -> Reconciler:
         return Reconciler(ResctrlGroups(self.kernel), self.cg, prefix=PREFIX, retry_interval=RETRY)
@@ -155,18 +202,39 @@ class ReconcilerMachine(RuleBasedStateMachine):
 
     # -- the runtime -------------------------------------------------------------------
 
-    @initialize(first_snapshot=st.booleans())
-    def start(self, first_snapshot: bool) -> None:
-        """Usually the listener's first snapshot arrives before anything else."""
+    @initialize(
+        first_snapshot=st.booleans(),
+        running=st.lists(st.lists(st.integers(1, 3), max_size=3), max_size=3),
+    )
+    def start(self, first_snapshot: bool, running: list[list[int]]) -> None:
+        """The node may already run pods when the reconciler starts (``running``:
+        threads per container, per pod); usually the listener's first snapshot, which
+        lists them, arrives before anything else."""
         note(f"kernel: {self.kernel.num_rmids} RMIDs, foreign groups {sorted(FOREIGN)}")
+        for containers in running:
+            uid = self._add_pod()
+            for threads in containers:
+                self._add_container(uid, threads)
         if first_snapshot:
-            self.send(LifecycleSnapshot())
+            self.send(self._snapshot())
+            self.told_pods = set(self.cg.pods)
+            self.told_containers = dict(self._containers())
             self.synced = True
+
+    def _add_pod(self) -> str:
+        uid = f"p{next(self.ids)}"
+        self.cg.pods[uid] = {}
+        return uid
+
+    def _add_container(self, uid: str, threads: int) -> tuple[str, set[int]]:
+        cid = f"c{next(self.ids)}"
+        tids = {self.kernel.start_thread() for _ in range(threads)}
+        self.cg.pods[uid][cid] = tids
+        return cid, tids
 
     @rule(deliver=st.booleans())
     def start_pod(self, deliver: bool) -> None:
-        uid = f"p{next(self.ids)}"
-        self.cg.pods[uid] = {}
+        uid = self._add_pod()
         if deliver:
             self.told_pods.add(uid)
             self.send(PodUp(uid, "ns", uid, f"/kubepods/pod{uid}"))
@@ -187,11 +255,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
     @rule(data=st.data(), threads=st.integers(1, 3), deliver=st.booleans(), fast=st.booleans())
     def start_container(self, data: st.DataObject, threads: int, deliver: bool, fast: bool) -> None:
         uid = data.draw(st.sampled_from(sorted(self.cg.pods)))
-        cid = f"c{next(self.ids)}"
-        tids = {next(self.ids) for _ in range(threads)}
-        for tid in tids:
-            self.kernel.spawn(tid)
-        self.cg.pods[uid][cid] = tids
+        cid, tids = self._add_container(uid, threads)
         if fast:  # the listener's StartContainer fast path; failures only counted
             try:
                 place_init_pid(self.kernel.root, PREFIX, uid, min(tids), ops=self.kernel)
@@ -202,6 +266,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
             self.send(ContainerUp(cid, uid, f"/cg/{uid}/{cid}", min(tids)))
 
     def _containers(self) -> list[tuple[str, str]]:
+        """(container id, pod uid) of every running container."""
         return sorted((cid, uid) for uid, cs in self.cg.pods.items() for cid in cs)
 
     @precondition(lambda self: self._containers())
@@ -220,11 +285,9 @@ class ReconcilerMachine(RuleBasedStateMachine):
         """A thread forks (inherits its creator's group) or a process is exec'd in."""
         cid, uid = data.draw(st.sampled_from(self._containers()))
         tids = self.cg.pods[uid][cid]
-        tid = next(self.ids)
         parent = min(tids - self.zombies, default=None)
         group = self.kernel.group_of(parent) if inherit and parent is not None else None
-        self.kernel.spawn(tid, group)
-        tids.add(tid)
+        tids.add(self.kernel.start_thread(group))
 
     def _living(self) -> list[tuple[str, str, list[int]]]:
         """Containers with a thread that may exit (one always stays) and those threads."""
@@ -394,13 +457,15 @@ class ReconcilerMachine(RuleBasedStateMachine):
                 assert PREFIX + owner[tid] == name, (name, tid)
 
 
-def run_machine(kernel_factory: Callable[[], FakeKernel], max_examples: int) -> None:
-    """Run the machine against a kernel; a FUSE emulation test can call this too."""
+def run_machine(
+    kernel_factory: Callable[[], FakeKernel], max_examples: int, steps: int = 40
+) -> None:
+    """Run the machine against a kernel (a new one per example, closed at teardown)."""
     run_state_machine_as_test(
-        lambda: ReconcilerMachine(kernel_factory),
+        lambda: ReconcilerMachine(kernel_factory),  # type: ignore[arg-type]
         settings=settings(
             max_examples=max_examples,
-            stateful_step_count=40,
+            stateful_step_count=steps,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
         ),

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Throughput of the writer's core (ParquetSink) against plain pyarrow, the floor.
 
 Both sides get the same OccupancyBatch columns (``--batch-rows`` rows per batch,
@@ -6,18 +5,15 @@ shaped like a real node: one row per pod per tick) and write zstd Parquet with t
 same row-group size. The floor converts each batch's columns to Arrow arrays and
 writes them with ``pq.ParquetWriter`` — nothing else. The sink additionally
 validates batches, journals every flush (Arrow IPC, fsync'd) and publishes files
-atomically. Runs alternate between the two; the script prints the median and p99
-of the per-run wall time, rows/s at the median, the ratio sink/floor, and the
-latency of single ``add`` calls (what the writer's poll loop blocks for).
-
-Usage: .venv/bin/python scripts/bench_writer.py [--runs 7] [--batches 400] ...
+atomically. Runs alternate between the two. Also reported: the latency of single
+``add`` calls (what the writer's poll loop blocks for; the maximum is a flush).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,9 +22,31 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.common import Context, section
+from bench.report import Section, Table, Target, median, p99
 from resctrl_pipeline.messages import OccupancyBatch
 from resctrl_pipeline.schema import arrow_schema
 from resctrl_pipeline.sink import ParquetSink
+
+__all__ = ["NAME", "TITLE", "add_arguments", "make_batches", "run", "skip_reason"]
+
+NAME = "writer"
+TITLE = "Writer core (ParquetSink) vs pyarrow direct"
+TARGET = 0.5
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Batch shape, flush size, journal codec and runs."""
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--batches", type=int, default=400)
+    parser.add_argument("--batch-rows", type=int, default=500)
+    parser.add_argument("--row-group", type=int, default=65_536, help="rows per flush")
+    parser.add_argument("--journal", default="zstd", help="journal codec: zstd, lz4 or none")
+
+
+def skip_reason(ctx: Context) -> str | None:
+    """Always runs."""
+    return None
 
 
 def make_batches(count: int, rows: int, seed: int = 1) -> list[OccupancyBatch]:
@@ -93,57 +111,59 @@ def run_sink(
         latencies.append(clock() - t0)
     sink.close(0.0)
     stats = sink.statistics()
-    assert stats.rows_written == sum(b.num_rows for b in batches), stats
+    if stats.rows_written != sum(b.num_rows for b in batches):
+        raise RuntimeError(f"sink wrote {stats.rows_written} rows: {stats}")
     return latencies
 
 
-def timed(fn: Callable[[str], object]) -> float:
-    with tempfile.TemporaryDirectory(prefix="bench-writer-") as out:
+def _timed(fn: Callable[[str], object], parent: str) -> float:
+    with tempfile.TemporaryDirectory(prefix="bench-writer-", dir=parent) as out:
         t0 = time.perf_counter()
         fn(out)
         return time.perf_counter() - t0
 
 
-def p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--batches", type=int, default=400)
-    parser.add_argument("--batch-rows", type=int, default=500)
-    parser.add_argument("--row-group", type=int, default=65_536, help="rows per flush")
-    parser.add_argument("--journal", default="zstd", help="journal codec: zstd, lz4 or none")
-    args = parser.parse_args()
+def run(ctx: Context, args: argparse.Namespace) -> Section:
+    """Alternate floor and sink runs; the target is ≥ 50 % of the floor's rows/s."""
+    load = os.getloadavg()[0]
+    runs, count, size, row_group = args.runs, args.batches, args.batch_rows, args.row_group
+    if ctx.quick:
+        runs, count, size, row_group = 1, 20, 100, 1000
     journal = None if args.journal == "none" else args.journal
-    batches = make_batches(args.batches, args.batch_rows)
-    rows = args.batches * args.batch_rows
-
+    batches = make_batches(count, size)
+    rows = count * size
     floor_t: list[float] = []
     sink_t: list[float] = []
     adds: list[float] = []
-    for _ in range(args.runs):
-        floor_t.append(timed(lambda out: run_floor(batches, out, args.row_group)))
+    for _ in range(runs):
+        floor_t.append(_timed(lambda out: run_floor(batches, out, row_group), ctx.work))
         sink_t.append(
-            timed(lambda out: adds.extend(run_sink(batches, out, args.row_group, journal)))
+            _timed(lambda out: adds.extend(run_sink(batches, out, row_group, journal)), ctx.work)
         )
-
-    print(f"{rows} rows per run ({args.batches} batches x {args.batch_rows}), {args.runs} runs,")
-    print(f"row group {args.row_group} rows, zstd Parquet, journal {args.journal}\n")
-    print(f"{'':8}{'median s':>10}{'p99 s':>10}{'rows/s (median)':>18}")
-    for label, times in (("floor", floor_t), ("sink", sink_t)):
-        med = statistics.median(times)
-        print(f"{label:8}{med:10.3f}{p99(times):10.3f}{rows / med:18,.0f}")
-    ratio = statistics.median(floor_t) / statistics.median(sink_t)
-    print(f"\nsink / floor throughput: {ratio:.0%} (target >= 50%)")
-    ms = sorted(a * 1000 for a in adds)
-    print(
-        f"sink add() latency ms: median {statistics.median(ms):.2f}, "
-        f"p99 {p99(ms):.2f}, max {ms[-1]:.2f} (max = a flush)"
+    table = Table(
+        f"{rows:,} rows per run ({count} batches × {size}), {runs} runs, row group "
+        f"{row_group:,} rows, zstd Parquet, journal {args.journal}",
+        ["path", "median s", "p99 s", "rows/s (median)", "floor rows/s", "% of floor"],
     )
-
-
-if __name__ == "__main__":
-    main()
+    floor = median(floor_t)
+    for label, times in (("pyarrow direct (floor)", floor_t), ("ParquetSink", sink_t)):
+        med = median(times)
+        table.add(
+            label,
+            f"{med:.3f}",
+            f"{p99(times):.3f}",
+            f"{rows / med:,.0f}",
+            f"{rows / floor:,.0f}",
+            f"{100 * floor / med:.0f} %",
+        )
+    table.notes.append(
+        f"`add()` latency: median {median(adds) * 1e3:.2f} ms, p99 {p99(adds) * 1e3:.2f} ms, "
+        f"max {max(adds) * 1e3:.2f} ms (the maximum is a flush)."
+    )
+    share = floor / median(sink_t)
+    out = section(NAME, TITLE, load, ctx)
+    out.tables.append(table)
+    out.targets.append(
+        Target(f"≥ {TARGET:.0%} of the floor's rows/s", f"{share:.0%}", share >= TARGET)
+    )
+    return out

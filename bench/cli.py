@@ -1,0 +1,143 @@
+"""``scripts/bench.py``: run benchmarks, print their tables, optionally regenerate docs.
+
+Usage::
+
+    scripts/bench.py all [--quick] [--write-docs]
+    scripts/bench.py sampler [--groups 100,1000,10000] [--domains 2,8] [--write-docs]
+    scripts/bench.py {throughput,writer,reconcile,nri,placement,steady,highrate} [...]
+
+``--quick`` shrinks every benchmark to a smoke run (CI: it only checks that the suite
+still works; nothing is judged). ``--write-docs`` replaces the blocks of the
+benchmarks that ran in ``docs/benchmarks.md`` (refused with ``--quick``). A benchmark
+that cannot run here (no FUSE, no C compiler) is reported as skipped, not failed.
+Exit status: 0 when every benchmark ran or was skipped, 1 when one failed, 2 on usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import traceback
+from types import ModuleType
+
+from bench import (
+    highrate,
+    native,
+    nri_latency,
+    placement,
+    reconcile,
+    sampler,
+    steady,
+    throughput,
+    writer,
+)
+from bench.common import Context
+from bench.report import Section, render, splice
+
+__all__ = ["BENCHMARKS", "main"]
+
+BENCHMARKS: dict[str, ModuleType] = {
+    m.NAME: m
+    for m in (sampler, throughput, writer, reconcile, nri_latency, placement, steady, highrate)
+}
+"""Every benchmark by subcommand, in the order ``all`` runs them and the docs list them."""
+
+_DOCS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "benchmarks.md"
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench.py", description=(__doc__ or "").split("\n\n")[0]
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quick", action="store_true", help="smoke-run sizes (CI)")
+    common.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="regenerate these benchmarks' blocks in docs/benchmarks.md",
+    )
+    common.add_argument("--docs", default=_DOCS, help="the document --write-docs updates")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("all", parents=[common], help="every benchmark with its defaults")
+    for name, module in BENCHMARKS.items():
+        p = sub.add_parser(name, parents=[common], help=module.TITLE)
+        module.add_arguments(p)
+    return parser
+
+
+def _defaults(name: str, base: argparse.Namespace) -> argparse.Namespace:
+    """The arguments of benchmark ``name`` at their defaults, plus the common ones."""
+    p = argparse.ArgumentParser()
+    BENCHMARKS[name].add_arguments(p)
+    ns = p.parse_args([])
+    for key in ("quick", "write_docs", "docs"):
+        setattr(ns, key, getattr(base, key))
+    return ns
+
+
+def _fuse_missing() -> str | None:
+    if os.geteuid() != 0:
+        return "not root"
+    from resctrl_pipeline.demo import missing_prerequisites
+
+    problems = missing_prerequisites()
+    return "; ".join(problems) if problems else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen benchmarks; see the module docstring for the exit status."""
+    args = _parser().parse_args(argv)
+    if args.quick and args.write_docs:
+        print("error: --quick numbers are not meant for docs/benchmarks.md", file=sys.stderr)
+        return 2
+    names = list(BENCHMARKS) if args.command == "all" else [args.command]
+    sections: list[Section] = []
+    failed = []
+    with tempfile.TemporaryDirectory(prefix="rpb-", dir="/tmp") as work:
+        os.chmod(work, 0o700)
+        natives = None if native.missing() else native.build(work)
+        ctx = Context(args.quick, natives, _fuse_missing(), work)
+        for name in names:
+            module = BENCHMARKS[name]
+            why = module.skip_reason(ctx)
+            if why:
+                print(f"## {module.TITLE}\n\nskipped: {why}\n", flush=True)
+                continue
+            bench_args = _defaults(name, args) if args.command == "all" else args
+            try:
+                result: Section = module.run(ctx, bench_args)
+            except Exception:
+                traceback.print_exc()
+                print(f"## {module.TITLE}\n\nFAILED (traceback above)\n", flush=True)
+                failed.append(name)
+                continue
+            sections.append(result)
+            print(render([result]), flush=True)
+    if len(sections) > 1:
+        print(_summary(sections))
+    if args.write_docs and sections:
+        try:
+            with open(args.docs, encoding="utf-8") as f:
+                document = f.read()
+        except FileNotFoundError:
+            document = "# Benchmarks\n"
+        with open(args.docs, "w", encoding="utf-8") as f:
+            f.write(splice(document, sections, list(BENCHMARKS)))
+        print(f"updated {args.docs}")
+    return 1 if failed else 0
+
+
+def _summary(sections: list[Section]) -> str:
+    lines = [
+        "## Summary of targets",
+        "",
+        "| benchmark | goal | measured | verdict |",
+        "|---|---|---|---|",
+    ]
+    for s in sections:
+        lines += [f"| {s.name} | {t.goal} | {t.measured} | {s.verdict(t)} |" for t in s.targets]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,206 @@
+"""What every benchmark shares: the run context, timing helpers, ``up`` and /status.
+
+Benchmarks that run the pipeline start ``resctrl-pipeline up`` as a child process
+with flags, exactly as a user does, and read its ``pids.json`` and HTTP ``/status``.
+CPU time is read from ``/proc/<pid>/task/*/schedstat`` (nanoseconds, every thread,
+zmq's I/O threads included) rather than from clock ticks, so that a fraction of a
+percent of one core is resolved within a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psutil
+
+from bench.native import Natives
+from bench.report import Facts, Section
+
+__all__ = [
+    "Context",
+    "Pipeline",
+    "cpu_seconds",
+    "memory_mb",
+    "section",
+    "wait_for",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Options shared by every benchmark.
+
+    Attributes:
+        quick: tiny sizes and short windows (CI smoke runs; numbers not meaningful).
+        natives: the compiled C helpers, or None when no compiler is available.
+        fuse_missing: why the FUSE emulator cannot run here, or None.
+        work: a private scratch directory under /tmp (short, for ipc:// paths).
+    """
+
+    quick: bool
+    natives: Natives | None
+    fuse_missing: str | None
+    work: str
+
+
+def section(name: str, title: str, load_before: float, ctx: Context) -> Section:
+    """An empty section for ``name`` with the machine facts of now."""
+    return Section(name, title, Facts.capture(load_before), quick=ctx.quick)
+
+
+def wait_for(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll ``predicate`` every 50 ms until it returns something truthy.
+
+    Raises:
+        TimeoutError: ``timeout`` seconds passed; the message names ``what``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of every live thread of ``pid``, in seconds.
+
+    Threads that already exited are not counted; a pipeline's threads live as long
+    as their process. Falls back to psutil (clock ticks) without schedstat.
+    """
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:
+            continue  # exited between listing and reading
+        except (OSError, ValueError, IndexError):
+            t = psutil.Process(pid).cpu_times()
+            return float(t.user + t.system)
+    return total / 1e9
+
+
+def memory_mb(pid: int) -> tuple[float, float, float]:
+    """(RSS, PSS, USS) of ``pid`` in MiB."""
+    m = psutil.Process(pid).memory_full_info()
+    return m.rss / 2**20, m.pss / 2**20, m.uss / 2**20
+
+
+class Pipeline:
+    """``resctrl-pipeline up`` in a child process, with its runtime dir and HTTP port.
+
+    Args:
+        runtime_dir: the pipeline's runtime directory (``pids.json`` appears there).
+        flags: every ``up`` flag except ``--runtime-dir`` and ``--http-addr``.
+        env: extra environment variables.
+        log_path: where its output goes (default: discarded).
+    """
+
+    def __init__(
+        self,
+        runtime_dir: str,
+        flags: list[str],
+        env: dict[str, str] | None = None,
+        log_path: str | None = None,
+    ) -> None:
+        self.runtime_dir = runtime_dir
+        cmd = [
+            sys.executable,
+            "-m",
+            "resctrl_pipeline.cli",
+            "up",
+            "--runtime-dir",
+            runtime_dir,
+            "--http-addr",
+            "127.0.0.1:0",
+            *flags,
+        ]
+        out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
+        finally:
+            if log_path:
+                out.close()  # type: ignore[union-attr]
+
+    def pids(self) -> dict[str, Any]:
+        """``pids.json`` ({} before it exists)."""
+        try:
+            with open(os.path.join(self.runtime_dir, "pids.json"), encoding="utf-8") as f:
+                doc: dict[str, Any] = json.load(f)
+                return doc
+        except (OSError, ValueError):
+            return {}
+
+    def actor_pids(self, actors: list[str], timeout: float = 60.0) -> dict[str, int]:
+        """Wait until every named actor runs; their pids by name.
+
+        Raises:
+            RuntimeError: ``up`` exited. TimeoutError: not all started in time.
+        """
+
+        def ready() -> dict[str, int] | None:
+            self.check_alive()
+            got = self.pids().get("actors", {})
+            return {a: int(got[a]) for a in actors} if all(a in got for a in actors) else None
+
+        return wait_for(ready, timeout, f"actors {', '.join(actors)}")
+
+    def check_alive(self) -> None:
+        """Raises RuntimeError when ``up`` has exited."""
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"resctrl-pipeline up exited with {self.proc.returncode}")
+
+    def status(self) -> dict[str, Any] | None:
+        """The ``/status`` document, or None while unreachable."""
+        port = self.pids().get("http_port")
+        if not port:
+            return None
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as r:
+                doc: dict[str, Any] = json.loads(r.read())
+                return doc
+        except (OSError, urllib.error.URLError, ValueError):
+            return None
+
+    def counter(self, actor: str, name: str, kind: str = "counters") -> float | None:
+        """One counter (or gauge, with ``kind="gauges"``) of an actor from /status."""
+        doc = self.status()
+        if doc is None:
+            return None
+        value = doc.get("actors", {}).get(actor, {}).get(kind, {}).get(name)
+        return None if value is None else float(value)
+
+    def stop(self, timeout: float = 120.0) -> int:
+        """SIGTERM and wait (kill after ``timeout``); returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()

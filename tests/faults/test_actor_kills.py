@@ -1,0 +1,172 @@
+"""SIGKILL of each actor in turn under a steady load, and of the whole process tree.
+
+Scale: the issue asks for 500 pods at 100 ms. On the 2-core CI machine the FUSE
+emulation serves every counter read from Python, and 500 groups cannot be read in
+100 ms there (half the ticks are missed before any fault). These tests run 50 pods at
+100 ms; ``scripts/soak.py --pods 500`` covers the 500-pod scale (at 1 s sampling).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+import pyarrow.parquet as pq
+import pytest
+
+from resctrl_pipeline.supervise.policy import RestartPolicy
+from tests.faults.harness import MISSING, SKIP_REASON, FaultHarness, tick_loss, uids
+from tests.support import poll_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON)]
+
+PODS = 50
+SAMPLING = 0.1
+FLUSH = 1.0
+#: First restart delay of the supervisor's policy.
+BACKOFF = RestartPolicy().base
+#: Time a fresh Python actor needs on a loaded 2-core machine before it works.
+STARTUP = 3.0
+#: Snapshot period between actors (= --retry-interval in the harness).
+ANTI_ENTROPY = 1.0
+
+
+@dataclass
+class Kill:
+    actor: str
+    at_ns: int
+    restart_s: float
+    recovered_s: float
+    #: Ticks the sampler skipped (``missed_ticks_sample``) from the kill to the next.
+    skipped: float = 0.0
+
+
+def _settle(h: FaultHarness, ticks: int = 10) -> None:
+    """Wait until the sampler has produced ``ticks`` more ticks' worth of rows."""
+    start = h.counter("sampler", "samples")
+    poll_until(
+        lambda: h.counter("sampler", "samples") >= start + ticks * PODS,
+        30,
+        interval=0.05,
+        what=f"{ticks} more ticks of samples",
+    )
+
+
+def _bound_rows(actor: str) -> int:
+    """Rows a kill of ``actor`` may cost by design (architecture §2, output.md)."""
+    if actor in ("nri-listener", "reconciler"):
+        # The sampler keeps reading the groups it knows: nothing is lost. Snapshots
+        # from a restarted producer replace state, never empty it before it is known.
+        return 0
+    if actor == "sampler":
+        # No sampler, no rows: back-off + start + the next groups/metadata snapshot.
+        return round((BACKOFF + STARTUP + ANTI_ENTROPY) / SAMPLING) * PODS
+    # writer: the rows not yet flushed (flush interval plus its timer period); batches
+    # sent while it is down wait in the sampler's queue (below the high-water mark).
+    return round((FLUSH + FLUSH / 10 + 2 * SAMPLING) / SAMPLING) * PODS
+
+
+def test_sigkill_each_actor_in_turn_under_load(harness: FaultHarness) -> None:
+    h = harness
+    h.start(sampling=SAMPLING)
+    h.wait_ready()
+    pods = h.sleep_pods(PODS)
+    rmids = h.wait_groups(pods)
+    tree = h.node.fs.tree
+    ops_before = tree.operations()
+    poll_until(lambda: h.counter("writer", "rows_flushed") > 0, 20, what="a flush")
+    _settle(h)
+    kills: list[Kill] = []
+    skipped_before = 0.0
+    for actor in ("nri-listener", "reconciler", "sampler", "writer"):
+        old = h.pid(actor)
+        if kills:
+            kills[-1].skipped = h.counter("sampler", "missed_ticks_sample") - skipped_before
+        skipped_before = 0.0 if actor == "sampler" else h.counter("sampler", "missed_ticks_sample")
+        at_ns, t0 = time.time_ns(), time.monotonic()
+        os.kill(old, signal.SIGKILL)
+        h.wait_restarted(actor, old, timeout=BACKOFF + 5)
+        restart_s = time.monotonic() - t0
+        h.wait_ready(timeout=30)
+        if actor == "nri-listener":
+            poll_until(lambda: h.gauge("nri-listener", "nri_connected") == 1, 20, what="NRI")
+        if actor == "reconciler":
+            poll_until(lambda: h.gauge("reconciler", "synced") == 1, 20, what="first snapshot")
+            assert h.counter("reconciler", "groups_adopted") >= PODS
+        _settle(h)
+        kills.append(Kill(actor, at_ns, restart_s, time.monotonic() - t0))
+    kills[-1].skipped = h.counter("sampler", "missed_ticks_sample") - skipped_before
+    end_ns = time.time_ns()
+
+    # Groups were adopted, never recreated: same RMIDs, no mkdir, no rmdir.
+    assert {n: g.rmid for n, g in tree.groups().items() if n in rmids} == rmids
+    ops_after = tree.operations()
+    assert ops_after.get("mkdir", 0) == ops_before.get("mkdir", 0), ops_after
+    assert ops_after.get("rmdir", 0) == 0, ops_after
+    assert set(tree.groups()) == set(rmids)
+    assert h.restarts() == {a: 1 for a in ("nri-listener", "reconciler", "sampler", "writer")}
+
+    assert h.node.stop_pipeline() == 0
+    assert not h.hidden(), h.hidden()
+    rows = h.read_all()  # every file readable
+    live = uids(pods)
+    print(
+        f"\n{'actor':<13} {'restart s':>9} {'recovered s':>11} {'rows lost':>9} "
+        f"{'bound':>6} {'longest gap s':>13} {'skipped ticks':>13}"
+    )
+    for i, k in enumerate(kills):
+        window_end = kills[i + 1].at_ns if i + 1 < len(kills) else end_ns
+        loss = tick_loss(rows, SAMPLING, live, k.at_ns - int(1e9), window_end)
+        print(
+            f"{k.actor:<13} {k.restart_s:>9.2f} {k.recovered_s:>11.2f} {loss.rows_lost:>9} "
+            f"{_bound_rows(k.actor):>6} {loss.longest_gap_s:>13.2f} {k.skipped:>13.0f}"
+        )
+        assert k.restart_s <= BACKOFF + 2.0, k
+        assert loss.rows_lost <= _bound_rows(k.actor) + _missed_allowance(), (k, loss)
+
+
+def _missed_allowance() -> int:
+    """Ticks the sampler may skip (and count) while a new Python process starts on the
+    same two cores: one second's worth."""
+    return round(1.0 / SAMPLING) * PODS
+
+
+def test_sigkill_whole_tree_then_fresh_up_recovers(harness: FaultHarness) -> None:
+    h = harness
+    h.start(sampling=SAMPLING, toml='[output]\nflush_interval = "500ms"\n')
+    h.wait_ready()
+    pods = h.sleep_pods(10)
+    rmids = h.wait_groups(pods)
+    tree = h.node.fs.tree
+    mkdirs = tree.operations().get("mkdir", 0)
+    poll_until(lambda: h.counter("writer", "flushes") >= 2, 20, what="two flushes")
+    flushed = int(h.counter("writer", "rows_flushed"))
+    h.kill_tree()
+    # What a crash leaves: the file in progress as a journal and a partial.
+    left = [os.path.basename(p) for p in h.hidden()]
+    assert any(n.endswith(".journal") for n in left), left
+    assert not h.files()
+
+    h.start(sampling=SAMPLING)
+    h.wait_ready()
+    assert h.log_lines("Start-up recovery: 1 files")
+    assert not h.hidden(), h.hidden()
+    recovered = h.files()
+    assert len(recovered) == 1
+    table = pq.read_table(recovered[0])
+    assert table.num_rows >= flushed  # every flushed row survived the crash
+    assert b"recovered_at" in (pq.ParquetFile(recovered[0]).schema_arrow.metadata or {})
+    # The groups were adopted by the fresh pipeline, not duplicated or recreated.
+    assert {n: g.rmid for n, g in tree.groups().items()} == rmids
+    assert tree.operations().get("mkdir", 0) == mkdirs
+    assert tree.operations().get("rmdir", 0) == 0
+    late = h.sleep_pods(1)
+    h.wait_groups(late)
+    assert h.node.stop_pipeline() == 0
+    assert not h.hidden()
+    rows = h.read_all()
+    keys = [(r["pod_uid"], r["start_timestamp"]) for r in rows]
+    assert len(keys) == len(set(keys)), "a row was written twice"
+    assert uids(pods) | uids(late) <= {r["pod_uid"] for r in rows}
