@@ -10,8 +10,6 @@ import logging
 import os
 import signal
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
 
 import click
@@ -145,6 +143,11 @@ def rotate(config_file: str | None, **flags: Any) -> None:
 
 
 def _get_status(http_addr: str) -> dict[str, Any]:
+    # Imported here: urllib pulls in http.client, email and ssl, which `up` (the
+    # supervisor, a long-lived process) has no use for.
+    import urllib.error
+    import urllib.request
+
     url = f"http://{http_addr}/status"
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
