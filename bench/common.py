@@ -31,6 +31,7 @@ __all__ = [
     "Pipeline",
     "cpu_seconds",
     "memory_mb",
+    "runqueue_wait",
     "section",
     "wait_for",
 ]
@@ -97,6 +98,13 @@ def cpu_seconds(pid: int) -> float:
             t = psutil.Process(pid).cpu_times()
             return float(t.user + t.system)
     return total / 1e9
+
+
+def runqueue_wait(pid: int) -> float:
+    """Seconds the main thread of ``pid`` has spent runnable but waiting for a CPU
+    (``schedstat``'s second field): how much the scheduler, not the code, delayed it."""
+    with open(f"/proc/{pid}/schedstat", encoding="ascii") as f:
+        return int(f.read().split()[1]) / 1e9
 
 
 def memory_mb(pid: int) -> tuple[float, float, float]:

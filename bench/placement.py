@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Burst shape and tmpfs runs."""
     parser.add_argument("--containers", type=int, default=100)
     parser.add_argument("--threads", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=5, help="tmpfs-seam runs")
+    parser.add_argument("--runs", type=int, default=9, help="tmpfs-seam runs")
 
 
 def skip_reason(ctx: Context) -> str | None:
@@ -146,39 +146,51 @@ def run(ctx: Context, args: argparse.Namespace) -> Section:
     containers, threads, runs = args.containers, args.threads, args.runs
     if ctx.quick:
         containers, threads, runs = 10, 5, 2
-    rows: dict[str, list[float]] = {"tmpfs seam: reconciler core (decode + handle)": []}
-    for _ in range(runs):
-        rows["tmpfs seam: reconciler core (decode + handle)"] += seam_burst(
-            ctx, containers, threads
-        )
+    # Per run: every container's latency. A burst is one sample of the p99, and one
+    # preempted run on a shared machine decides a pooled p99: the median run is shown.
+    bursts = {
+        "tmpfs seam: reconciler core (decode + handle)": [
+            seam_burst(ctx, containers, threads) for _ in range(runs)
+        ]
+    }
     fuse_note = ""
     if ctx.fuse_missing or ctx.natives is None:
         fuse_note = f"FUSE half skipped: {ctx.fuse_missing or 'no C compiler'}."
     else:
-        rows["FUSE emulator: whole pipeline (`up`)"] = fuse_burst(ctx, containers, threads)
+        bursts["FUSE emulator: whole pipeline (`up`)"] = [fuse_burst(ctx, containers, threads)]
     table = Table(
         f"Burst of {containers} containers × {threads} threads (latency per container)",
-        ["path", "containers", "median ms", "p99 ms", "max ms", "budget ms", "p99 × budget"],
+        [
+            "path",
+            "runs",
+            "median ms",
+            "p99 ms (median run)",
+            "p99 ms (worst run)",
+            "budget ms",
+            "p99 × budget",
+        ],
     )
     out = section(NAME, TITLE, load, ctx)
-    for label, lat in rows.items():
+    for label, per_run in bursts.items():
+        p99s = [p99(lat) for lat in per_run]
+        typical = median(p99s)
         table.add(
             label,
-            len(lat),
-            f"{median(lat) * 1e3:.1f}",
-            f"{p99(lat) * 1e3:.1f}",
-            f"{max(lat) * 1e3:.1f}",
+            len(per_run),
+            f"{median([x for lat in per_run for x in lat]) * 1e3:.1f}",
+            f"{typical * 1e3:.1f}",
+            f"{max(p99s) * 1e3:.1f}",
             f"{BUDGET * 1e3:g}",
-            f"{p99(lat) / BUDGET:.2f}",
+            f"{typical / BUDGET:.2f}",
         )
         out.targets.append(
             Target(
-                f"p99 < {BUDGET * 1e3:g} ms, {label}", f"{p99(lat) * 1e3:.1f} ms", p99(lat) < BUDGET
+                f"p99 < {BUDGET * 1e3:g} ms, {label}", f"{typical * 1e3:.1f} ms", typical < BUDGET
             )
         )
     table.notes.append(
-        f"tmpfs seam: {runs} runs pooled. In a burst, container i waits for the ones "
-        "before it: the p99 is about the time to place the whole burst."
+        "In a burst, container i waits for the ones before it: the p99 is about the time "
+        "to place the whole burst."
     )
     if fuse_note:
         table.notes.append(fuse_note)

@@ -111,8 +111,11 @@ def test_stalled_writer_and_consumers_never_block_producers(harness: FaultHarnes
     # Rate-limited: one line per second at most (decided on the monotonic clock; the
     # log's wall-clock stamps jitter by the time it takes to write a line), and the
     # lines add up to no more than the counter.
+    # Under CI load a line can be written up to a few hundred ms after its decision,
+    # so the spacing is checked with that slack, and the count against the duration.
     times = [t for t, _ in lines]
-    assert all(b - a >= 0.9 for a, b in itertools.pairwise(times)), times
+    assert all(b - a >= 0.5 for a, b in itertools.pairwise(times)), times
+    assert len(times) <= (times[-1] - times[0]) + 2, times
     assert len(lines) < dropped / 3  # one line stands for many drops
     assert sum(n for _, n in lines) <= h.counter("sampler", "dropped_occupancy")
     # Bounded memory: nothing queues beyond the high-water mark.

@@ -70,8 +70,13 @@ def test_disk_full_during_writing_and_rotation(harness: FaultHarness) -> None:
             h.wait_ready()
             pods = h.sleep_pods(5)
             h.wait_groups(pods)
-            rows_before = h.rotate_and_rows()
-            assert uids(pods) <= {r["pod_uid"] for r in rows_before}
+
+            # A pod's first row waits for its group state to reach the sampler.
+            def rows_of_every_pod() -> list[dict[str, object]] | None:
+                rows = h.rotate_and_rows()
+                return rows if uids(pods) <= {r["pod_uid"] for r in rows} else None
+
+            rows_before = poll_until(rows_of_every_pod, 20, what="rows of every pod")
             finished = _snapshot(h.files())
 
             # Full while writing: the next flush fails; one error line, gauges, /ready.
