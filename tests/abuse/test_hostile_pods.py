@@ -113,6 +113,12 @@ def test_hostile_uids_names_and_paths_are_contained(pipeline: Witness) -> None:
         )
         h.wait_groups(named)
         poll_until(lambda: PREFIX + climber in tree.groups(), 20, what="the climber's group")
+        # Its containers' cgroup paths resolve to nothing: counted, never followed.
+        poll_until(
+            lambda: h.gauge("reconciler", "containers_unresolved") >= len(HOSTILE_CGROUPS),
+            20,
+            what="the climbing containers unresolved",
+        )
         groups = set(tree.groups())
         assert all(g.startswith(PREFIX) and is_valid_uid(g[len(PREFIX) :]) for g in groups)
         assert groups == {PREFIX + p.uid for p in [*pipeline.pods, *named]} | {PREFIX + climber}

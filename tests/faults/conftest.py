@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -32,7 +32,7 @@ def harness() -> Iterator[FaultHarness]:
 
 
 @pytest.fixture
-def harness_factory() -> Iterator[type[FaultHarness]]:
+def harness_factory() -> Iterator[Callable[..., FaultHarness]]:
     """For tests that need a node with other parameters: ``harness_factory(**node)``."""
     if MISSING:
         pytest.skip("needs root and FUSE: " + "; ".join(MISSING))
@@ -45,7 +45,7 @@ def harness_factory() -> Iterator[type[FaultHarness]]:
         return h
 
     try:
-        yield make  # type: ignore[misc]
+        yield make
         for h, _ in made:
             _no_tracebacks(h)
     finally:

@@ -27,8 +27,6 @@ SAMPLING = 0.1
 FLUSH = 1.0
 #: First restart delay of the supervisor's policy.
 BACKOFF = RestartPolicy().base
-#: Time a fresh Python actor needs on a loaded 2-core machine before it works.
-STARTUP = 3.0
 #: Snapshot period between actors (= --retry-interval in the harness).
 ANTI_ENTROPY = 1.0
 
@@ -37,9 +35,13 @@ ANTI_ENTROPY = 1.0
 class Kill:
     actor: str
     at_ns: int
+    #: Seconds from the SIGKILL until the supervisor had started a new process.
     restart_s: float
+    #: Seconds from the SIGKILL until the new process sent its first heartbeat.
+    started_s: float
+    #: Seconds from the SIGKILL until the pipeline was ready and sampling again.
     recovered_s: float
-    #: Ticks the sampler skipped (``missed_ticks_sample``) from the kill to the next.
+    #: Ticks the sampler skipped and counted (``missed_ticks_sample``) meanwhile.
     skipped: float = 0.0
 
 
@@ -54,18 +56,23 @@ def _settle(h: FaultHarness, ticks: int = 10) -> None:
     )
 
 
-def _bound_rows(actor: str) -> int:
-    """Rows a kill of ``actor`` may cost by design (architecture §2, output.md)."""
-    if actor in ("nri-listener", "reconciler"):
-        # The sampler keeps reading the groups it knows: nothing is lost. Snapshots
-        # from a restarted producer replace state, never empty it before it is known.
-        return 0
-    if actor == "sampler":
-        # No sampler, no rows: back-off + start + the next groups/metadata snapshot.
-        return round((BACKOFF + STARTUP + ANTI_ENTROPY) / SAMPLING) * PODS
-    # writer: the rows not yet flushed (flush interval plus its timer period); batches
-    # sent while it is down wait in the sampler's queue (below the high-water mark).
-    return round((FLUSH + FLUSH / 10 + 2 * SAMPLING) / SAMPLING) * PODS
+def _bound_rows(k: Kill) -> int:
+    """Rows a kill may cost by design (architecture §2, output.md), plus the ticks the
+    sampler skipped and counted (a new Python process competes for the two cores; a
+    skipped tick is counted, never made up) and one tick at each end of the window."""
+    if k.actor in ("nri-listener", "reconciler"):
+        # The sampler keeps reading the groups it knows. Snapshots from a restarted
+        # producer replace state, but never before that producer knows the state.
+        design = 0.0
+    elif k.actor == "sampler":
+        # No sampler, no rows: until the new one runs, then the next groups/metadata
+        # snapshot reaches it (back-off and start-up are in started_s).
+        design = k.started_s + ANTI_ENTROPY + SAMPLING
+    else:
+        # writer: the rows not flushed yet (flush interval plus its timer period); the
+        # batches sent while it is down wait in the sampler's queue (below the HWM).
+        design = FLUSH + FLUSH / 10 + SAMPLING
+    return (round(design / SAMPLING) + int(k.skipped) + 2) * PODS
 
 
 def test_sigkill_each_actor_in_turn_under_load(harness: FaultHarness) -> None:
@@ -87,8 +94,15 @@ def test_sigkill_each_actor_in_turn_under_load(harness: FaultHarness) -> None:
         skipped_before = 0.0 if actor == "sampler" else h.counter("sampler", "missed_ticks_sample")
         at_ns, t0 = time.time_ns(), time.monotonic()
         os.kill(old, signal.SIGKILL)
-        h.wait_restarted(actor, old, timeout=BACKOFF + 5)
+        poll_until(
+            lambda a=actor, o=old: h.node.pids().get("actors", {}).get(a) not in (None, o),
+            BACKOFF + 5,
+            interval=0.02,
+            what=f"{actor} restarted",
+        )
         restart_s = time.monotonic() - t0
+        h.wait_fresh(actor, timeout=30)
+        started_s = time.monotonic() - t0
         h.wait_ready(timeout=30)
         if actor == "nri-listener":
             poll_until(lambda: h.gauge("nri-listener", "nri_connected") == 1, 20, what="NRI")
@@ -96,7 +110,7 @@ def test_sigkill_each_actor_in_turn_under_load(harness: FaultHarness) -> None:
             poll_until(lambda: h.gauge("reconciler", "synced") == 1, 20, what="first snapshot")
             assert h.counter("reconciler", "groups_adopted") >= PODS
         _settle(h)
-        kills.append(Kill(actor, at_ns, restart_s, time.monotonic() - t0))
+        kills.append(Kill(actor, at_ns, restart_s, started_s, time.monotonic() - t0))
     kills[-1].skipped = h.counter("sampler", "missed_ticks_sample") - skipped_before
     end_ns = time.time_ns()
 
@@ -111,26 +125,24 @@ def test_sigkill_each_actor_in_turn_under_load(harness: FaultHarness) -> None:
     assert h.node.stop_pipeline() == 0
     assert not h.hidden(), h.hidden()
     rows = h.read_all()  # every file readable
+    keys = [(r["pod_uid"], r["start_timestamp"]) for r in rows]
+    assert len(keys) == len(set(keys)), "a row was written twice"
     live = uids(pods)
     print(
-        f"\n{'actor':<13} {'restart s':>9} {'recovered s':>11} {'rows lost':>9} "
-        f"{'bound':>6} {'longest gap s':>13} {'skipped ticks':>13}"
+        f"\n{'actor':<13} {'restart s':>9} {'started s':>9} {'recovered s':>11} "
+        f"{'skipped':>7} {'rows lost':>9} {'bound':>6} {'longest gap s':>13}"
     )
     for i, k in enumerate(kills):
         window_end = kills[i + 1].at_ns if i + 1 < len(kills) else end_ns
         loss = tick_loss(rows, SAMPLING, live, k.at_ns - int(1e9), window_end)
         print(
-            f"{k.actor:<13} {k.restart_s:>9.2f} {k.recovered_s:>11.2f} {loss.rows_lost:>9} "
-            f"{_bound_rows(k.actor):>6} {loss.longest_gap_s:>13.2f} {k.skipped:>13.0f}"
+            f"{k.actor:<13} {k.restart_s:>9.2f} {k.started_s:>9.2f} {k.recovered_s:>11.2f} "
+            f"{k.skipped:>7.0f} {loss.rows_lost:>9} {_bound_rows(k):>6} "
+            f"{loss.longest_gap_s:>13.2f}"
         )
+        # Restarted within the back-off (plus the supervisor's reaction and a fork).
         assert k.restart_s <= BACKOFF + 2.0, k
-        assert loss.rows_lost <= _bound_rows(k.actor) + _missed_allowance(), (k, loss)
-
-
-def _missed_allowance() -> int:
-    """Ticks the sampler may skip (and count) while a new Python process starts on the
-    same two cores: one second's worth."""
-    return round(1.0 / SAMPLING) * PODS
+        assert loss.rows_lost <= _bound_rows(k), (k, loss)
 
 
 def test_sigkill_whole_tree_then_fresh_up_recovers(harness: FaultHarness) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -132,7 +133,9 @@ def test_resctrl_read_only_error_counters_unmounted_and_back(harness: FaultHarne
     h.read_all()  # every file readable
 
 
-def test_rmid_exhaustion_with_continuous_churn(harness_factory: type[FaultHarness]) -> None:
+def test_rmid_exhaustion_with_continuous_churn(
+    harness_factory: Callable[..., FaultHarness],
+) -> None:
     h = harness_factory(num_rmids=8)  # 7 groups besides the root's
     tree = h.node.fs.tree
     h.start()
