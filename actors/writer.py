@@ -10,7 +10,6 @@ from resctrl_pipeline.config import Config
 from resctrl_pipeline.core import Core
 from resctrl_pipeline.errors import ConfigError
 from resctrl_pipeline.sink import ParquetSink
-from resctrl_pipeline.sink.writer import WriterCore, timer_period
 from resctrl_pipeline.storage import (
     KeyScheme,
     S3Location,
@@ -20,6 +19,7 @@ from resctrl_pipeline.storage import (
     credentials_from_environ,
     region_from,
 )
+from resctrl_pipeline.writer import WriterCore, timer_period
 
 # Files are uploaded with one PUT, which S3 limits to 5 GiB; a file can exceed
 # output.max_file_bytes by one flush (at most 32 MiB of rows) plus its footer.

@@ -35,7 +35,6 @@ from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from resctrl_pipeline import codec
-from resctrl_pipeline.sink.writer import WriterCore
 from resctrl_pipeline.storage import (
     Backoff,
     Credentials,
@@ -48,6 +47,7 @@ from resctrl_pipeline.storage import (
 )
 from resctrl_pipeline.storage.sigv4 import encode_path, sign
 from resctrl_pipeline.topology import endpoint
+from resctrl_pipeline.writer import WriterCore
 from tests.support import poll_until
 from tests.test_sink_parquet import Ids, make_sink
 

@@ -16,8 +16,8 @@ import zmq
 
 from resctrl_pipeline import codec
 from resctrl_pipeline.messages import PodUp
-from resctrl_pipeline.sink.writer import WriterCore, timer_period
 from resctrl_pipeline.topology import endpoint
+from resctrl_pipeline.writer import WriterCore, timer_period
 from tests.support import poll_until
 from tests.test_sink_parquet import batch, hidden, ids_in, make_sink, parquet_files
 

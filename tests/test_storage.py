@@ -18,7 +18,6 @@ import pytest
 from actors.writer import build
 from resctrl_pipeline.config import Config, load, resolve
 from resctrl_pipeline.errors import ConfigError
-from resctrl_pipeline.sink.writer import WriterCore
 from resctrl_pipeline.storage import (
     Backoff,
     KeyScheme,
@@ -31,6 +30,7 @@ from resctrl_pipeline.storage import (
     credentials_from_environ,
     region_from,
 )
+from resctrl_pipeline.writer import WriterCore
 from tests.support import poll_until
 
 CREDS = {"AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "secret"}
@@ -372,3 +372,16 @@ def test_requests_are_addressed_path_style_or_virtual_hosted(
     assert (sent["connect"], sent["method"], sent["url"]) == (connect, "PUT", target)
     assert headers["Host"] == host and headers["Content-Length"] == "3"
     assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDTEST/")
+
+
+def test_the_sink_does_not_import_object_storage() -> None:
+    """Layering: storage builds on the sink's file names, never the other way round."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, resctrl_pipeline.sink, resctrl_pipeline.sink.parquet; "
+        "print(sorted(m for m in sys.modules if m.startswith('resctrl_pipeline.storage')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -17,7 +17,9 @@ emulator serves the same paths and file formats the production code uses:
   more cache.
 * :mod:`.cgroupfs`: a cgroup tree of plain files whose thread lists mirror real
   processes.
-* :mod:`.nri_runtime`: the containerd side of the NRI socket.
+* :mod:`.nri_runtime`: the containerd side of the NRI socket (I/O), over
+  :mod:`.runtime_session` (the runtime's half of one plugin connection, sans-I/O) and
+  :mod:`.runtime_events` (what containerd sends per pod/container operation).
 
 See ``docs/emulator.md`` for what is emulated and what is not.
 """

@@ -2,7 +2,7 @@
 
 :class:`EmulatedNriRuntime` listens on a unix socket and serves every plugin that
 connects from a background thread, using the runtime-side protocol machine in
-:mod:`resctrl_pipeline.nri.runtime_session` (registration, Configure, split
+:mod:`resctrl_pipeline.emulator.runtime_session` (registration, Configure, split
 Synchronize, one call at a time with a deadline, StateChange or dedicated delivery).
 Its Python API changes the emulated node — pods and containers with real PIDs — and
 every change is delivered to the connected plugins in containerd's order:
@@ -39,8 +39,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
-from resctrl_pipeline.nri import nri_pb2
-from resctrl_pipeline.nri.runtime_events import (
+from resctrl_pipeline.emulator.runtime_events import (
     EmulatedContainer,
     EmulatedPod,
     RuntimeEvent,
@@ -51,14 +50,15 @@ from resctrl_pipeline.nri.runtime_events import (
     pod_started,
     sync_listing,
 )
-from resctrl_pipeline.nri.runtime_events import cgroups_path as default_cgroups_path
-from resctrl_pipeline.nri.runtime_session import (
+from resctrl_pipeline.emulator.runtime_events import cgroups_path as default_cgroups_path
+from resctrl_pipeline.emulator.runtime_session import (
     Answer,
     Delivery,
     Phase,
     PluginGone,
     RuntimeSession,
 )
+from resctrl_pipeline.nri import nri_pb2
 
 __all__ = ["Answer", "Delivery", "EmulatedNriRuntime", "PluginInfo"]
 

@@ -15,8 +15,9 @@ Bottom to top (facts: ``shared/reference/nri-protocol.md``; guide: ``docs/nri.md
   with the listener's own pod/container map; :mod:`.listener`: :class:`NriListener`,
   the handlers (and the StartContainer fast path); :mod:`.listener_core`: the actor
   core for the shared shell.
-* The runtime side, for the emulated runtime: :mod:`.runtime_session` (protocol) and
-  :mod:`.runtime_events` (what containerd sends per pod/container operation).
+
+The runtime side of the protocol serves only the emulated runtime and lives with it
+(:mod:`resctrl_pipeline.emulator.runtime_session`, ``.runtime_events``).
 """
 
 from resctrl_pipeline.nri.listener import FastPathPolicy, NriListener

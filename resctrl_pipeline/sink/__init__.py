@@ -9,8 +9,11 @@
 * :mod:`.directory` — the output directory, atomic rename, directory fsync;
 * :mod:`.outage` — what happens while writing fails (disk full, ...);
 * :mod:`.statistics` — counters and the snapshot the actor reports;
-* :mod:`.parquet` — :class:`ParquetSink`, which ties them together;
-* :mod:`.writer` — the writer actor's core: shell hooks → sink.
+* :mod:`.parquet` — :class:`ParquetSink`, which ties them together.
+
+The writer actor's core, which adds the uploader of :mod:`resctrl_pipeline.storage`,
+is :mod:`resctrl_pipeline.writer`: the sink does not know object storage (storage
+depends on the sink's file-name policy, never the other way round).
 
 Contract for users of the output: ``docs/output.md``.
 """

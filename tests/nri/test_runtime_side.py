@@ -12,18 +12,18 @@ import socket
 import pytest
 
 from resctrl_pipeline.emulator.nri_runtime import EmulatedNriRuntime
-from resctrl_pipeline.nri import nri_pb2
-from resctrl_pipeline.nri.events import Event
-from resctrl_pipeline.nri.listener import NriListener
-from resctrl_pipeline.nri.mux import MAX_SEND_PAYLOAD, FrameReader
-from resctrl_pipeline.nri.plugin import NriPlugin, PluginConfig
-from resctrl_pipeline.nri.runtime_session import (
+from resctrl_pipeline.emulator.runtime_session import (
     Delivery,
     Phase,
     PluginGone,
     RuntimeSession,
     go_frames,
 )
+from resctrl_pipeline.nri import nri_pb2
+from resctrl_pipeline.nri.events import Event
+from resctrl_pipeline.nri.listener import NriListener
+from resctrl_pipeline.nri.mux import MAX_SEND_PAYLOAD, FrameReader
+from resctrl_pipeline.nri.plugin import NriPlugin, PluginConfig
 from resctrl_pipeline.nri.service import PluginService
 from resctrl_pipeline.nri.session import PluginSession
 from resctrl_pipeline.nri.ttrpc import Code, RpcError
