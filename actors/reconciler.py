@@ -8,7 +8,8 @@ from resctrl_pipeline.config import Config
 from resctrl_pipeline.core import Core
 from resctrl_pipeline.errors import ConfigError
 from resctrl_pipeline.reconcile import Reconciler
-from resctrl_pipeline.resctrl.groups import OsResctrlOps, ResctrlGroups
+from resctrl_pipeline.resctrl.groups import ResctrlGroups
+from resctrl_pipeline.resctrl.ops import OsResctrlOps
 
 
 def build(cfg: Config) -> Core:

@@ -25,7 +25,8 @@ from bench.report import Section, Table, Target, median, p99
 from resctrl_pipeline.cgroups import CgroupReader
 from resctrl_pipeline.messages import ContainerUp, LifecycleSnapshot, PodUp
 from resctrl_pipeline.reconcile import Reconciler
-from resctrl_pipeline.resctrl.groups import PlainDirResctrlOps, ResctrlGroups
+from resctrl_pipeline.resctrl.groups import ResctrlGroups
+from resctrl_pipeline.resctrl.plaindir import PlainDirResctrlOps
 
 __all__ = ["NAME", "TITLE", "add_arguments", "build", "reconciler", "run", "skip_reason"]
 

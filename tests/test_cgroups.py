@@ -23,7 +23,8 @@ from resctrl_pipeline.cgroups import (
 )
 from resctrl_pipeline.messages import ContainerUp, LifecycleSnapshot, PodUp
 from resctrl_pipeline.reconcile import Reconciler
-from resctrl_pipeline.resctrl.groups import PlainDirResctrlOps, ResctrlGroups
+from resctrl_pipeline.resctrl.groups import ResctrlGroups
+from resctrl_pipeline.resctrl.plaindir import PlainDirResctrlOps
 
 DATA = Path(__file__).parent / "data"
 UID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"

@@ -12,19 +12,18 @@ import pytest
 
 from resctrl_pipeline.errors import ResctrlUnavailable
 from resctrl_pipeline.podid import InvalidPodUid
-from resctrl_pipeline.resctrl.groups import (
+from resctrl_pipeline.resctrl.errnos import (
     GroupVanished,
-    MemoryResctrlOps,
     NoFreeRmid,
-    OsResctrlOps,
     PermissionProblem,
-    PlainDirResctrlOps,
-    ResctrlGroups,
     ResctrlWriteError,
     RmidsInLimbo,
     TaskRefused,
-    place_init_pid,
 )
+from resctrl_pipeline.resctrl.groups import ResctrlGroups, place_init_pid
+from resctrl_pipeline.resctrl.ops import OsResctrlOps
+from resctrl_pipeline.resctrl.plaindir import PlainDirResctrlOps
+from tests.memory_resctrl import MemoryResctrlOps
 
 DATA = Path(__file__).parent / "data"
 LIVE = "pod_0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"

@@ -27,11 +27,9 @@ from resctrl_pipeline.messages import (
 )
 from resctrl_pipeline.podid import InvalidPrefix
 from resctrl_pipeline.reconcile import GroupMessage, Reconciler
-from resctrl_pipeline.resctrl.groups import (
-    MemoryResctrlOps,
-    PlainDirResctrlOps,
-    ResctrlGroups,
-)
+from resctrl_pipeline.resctrl.groups import ResctrlGroups
+from resctrl_pipeline.resctrl.plaindir import PlainDirResctrlOps
+from tests.memory_resctrl import MemoryResctrlOps
 
 DATA = Path(__file__).parent / "data"
 ROOT = "/sys/fs/resctrl"

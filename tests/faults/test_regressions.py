@@ -17,9 +17,10 @@ from resctrl_pipeline.nri import nri_pb2
 from resctrl_pipeline.nri.listener import NriListener
 from resctrl_pipeline.podid import group_name
 from resctrl_pipeline.reconcile import Reconciler
-from resctrl_pipeline.resctrl.groups import MemoryResctrlOps, ResctrlGroups, place_init_pid
+from resctrl_pipeline.resctrl.groups import ResctrlGroups, place_init_pid
 from resctrl_pipeline.resctrl.mondata import PreadReader, counter_files
 from resctrl_pipeline.supervise.supervisor import RuntimeDirError, prepare_runtime_dir
+from tests.memory_resctrl import MemoryResctrlOps
 from tests.support import make_group, make_resctrl_tree, set_counter
 
 

@@ -1,8 +1,8 @@
 """The reconciler machine's kernel over the FUSE resctrl emulation, with real threads.
 
 :class:`FuseKernel` is a :class:`~tests.stateful.test_reconciler_machine.FakeKernel`
-whose :class:`~resctrl_pipeline.resctrl.groups.ResctrlOps` methods *are*
-:class:`~resctrl_pipeline.resctrl.groups.OsResctrlOps` (it only counts their
+whose :class:`~resctrl_pipeline.resctrl.ops.ResctrlOps` methods *are*
+:class:`~resctrl_pipeline.resctrl.ops.OsResctrlOps` (it only counts their
 successes): the reconciler does the syscalls it does on a node, on a mounted
 :class:`~resctrl_pipeline.emulator.resctrlfs.EmulatedResctrl`. The controls:
 
@@ -55,7 +55,7 @@ from collections.abc import Mapping
 
 from resctrl_pipeline.emulator.resctrlfs import EmulatedResctrl
 from resctrl_pipeline.emulator.resctrltree import ROOT, FaultPoint
-from resctrl_pipeline.resctrl.groups import OsResctrlOps
+from resctrl_pipeline.resctrl.ops import OsResctrlOps
 from tests.support import poll_until
 
 __all__ = ["FuseKernel", "RealThread"]

@@ -42,13 +42,10 @@ from resctrl_pipeline.messages import (
     PodUp,
 )
 from resctrl_pipeline.reconcile import GroupMessage, LifecycleMessage, Reconciler
-from resctrl_pipeline.resctrl.groups import (
-    MemoryResctrlOps,
-    ResctrlGroups,
-    ResctrlOps,
-    ResctrlWriteError,
-    place_init_pid,
-)
+from resctrl_pipeline.resctrl.errnos import ResctrlWriteError
+from resctrl_pipeline.resctrl.groups import ResctrlGroups, place_init_pid
+from resctrl_pipeline.resctrl.ops import ResctrlOps
+from tests.memory_resctrl import MemoryResctrlOps
 
 PREFIX = "pod_"
 RETRY = 10.0

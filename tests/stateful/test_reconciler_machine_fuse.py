@@ -20,7 +20,8 @@ import pytest
 
 from resctrl_pipeline.demo import missing_prerequisites
 from resctrl_pipeline.emulator.resctrltree import ResctrlTree
-from resctrl_pipeline.resctrl.groups import ResctrlGroups, ResctrlWriteError, TaskRefused
+from resctrl_pipeline.resctrl.errnos import ResctrlWriteError, TaskRefused
+from resctrl_pipeline.resctrl.groups import ResctrlGroups
 from tests.stateful.test_reconciler_machine import PREFIX, run_machine
 
 

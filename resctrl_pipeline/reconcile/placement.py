@@ -1,0 +1,169 @@
+"""Thread placement: every thread of a pod's running containers into the pod's group.
+
+:class:`ThreadPlacer` finds the containers' cgroups, compares their thread lists with
+the group's ``tasks`` and writes what is missing, one id per write, re-reading until
+stable (at most ``max_passes`` writing rounds: threads fork while we write). Per-thread
+failures are classified, never fatal: ESRCH (gone), EINVAL (refused; tried again on the
+next pass), EACCES/EPERM; a group that vanished is recreated once per call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from resctrl_pipeline.cgroups import CgroupGone, CgroupView
+from resctrl_pipeline.reconcile.pod_groups import PodGroups
+from resctrl_pipeline.reconcile.pods import Container, Pod
+from resctrl_pipeline.resctrl.errnos import (
+    GroupVanished,
+    PermissionProblem,
+    ResctrlWriteError,
+    TaskRefused,
+)
+from resctrl_pipeline.resctrl.groups import ResctrlGroups
+
+__all__ = ["ThreadPlacer"]
+
+log = logging.getLogger(__name__)
+
+
+class ThreadPlacer:
+    """Places pods' threads into their groups.
+
+    Args:
+        groups: classified resctrl operations. cgroups: where containers' threads are.
+        pod_groups: recreates a group that vanished. counters: shared counters.
+        max_passes: writing rounds per container per call.
+    """
+
+    def __init__(
+        self,
+        groups: ResctrlGroups,
+        cgroups: CgroupView,
+        pod_groups: PodGroups,
+        counters: Counter[str],
+        max_passes: int,
+    ) -> None:
+        self._groups = groups
+        self._cgroups = cgroups
+        self._pod_groups = pod_groups
+        self._counters = counters
+        self._max_passes = max_passes
+
+    def look_for_pod_cgroup(self, pod: Pod) -> bool:
+        """Refresh the pod's cgroup dir; False only if it existed once and is gone."""
+        if pod.pod_dir is not None and self._cgroups.exists(pod.pod_dir):
+            return True
+        pod.pod_dir = self._cgroups.find_pod(pod.cgroup_parent, pod.uid)
+        if pod.pod_dir is not None:
+            pod.cgroup_seen = True
+            return True
+        # Never seen: the parent may be in a layout we cannot resolve; keep the pod.
+        return not pod.cgroup_seen
+
+    def sync(self, pod: Pod, containers: list[Container], now: float) -> None:
+        """Write every thread of ``containers`` that is not yet in the pod's group."""
+        # Located even without a group: an exited container leaves total_containers.
+        live = [(c, d) for c in containers if (d := self._locate(pod, c)) is not None]
+        if not pod.has_group:
+            for c, _ in live:
+                c.reconciled = False
+            return
+        gone: set[int] = set()  # ESRCH: exited between listing and writing
+        refused: set[int] = set()  # the kernel said no; tried again next pass
+        pending, recreated, rounds = live, False, 0
+        while pending:
+            try:
+                in_group = self._groups.tasks(pod.name)
+                pending = self._round(pod, pending, in_group, gone, refused, rounds)
+            except GroupVanished:
+                if recreated or not self._pod_groups.recreate(pod, now):
+                    break
+                pending, recreated = live, True
+                continue
+            except ResctrlWriteError as err:
+                self._counters["tasks_read_errors"] += 1
+                log.error("cannot read tasks of %s: %s", pod.name, err)
+                break
+            rounds += 1
+        if pending:
+            # Stopped early: what these containers hold is not known to be complete.
+            for c, _ in live:
+                c.reconciled = False
+
+    def _locate(self, pod: Pod, c: Container) -> str | None:
+        """The container's cgroup directory, found once; None while it cannot be found.
+
+        Whether a found directory still exists is learnt when its threads are read
+        (CgroupGone); a pod without a group reads none, so it is checked here.
+        """
+        if c.directory is None:
+            c.directory = self._cgroups.find_container(
+                c.cgroup_path, c.id, pod.cgroup_parent, pod.pod_dir
+            )
+            c.exited = False
+        elif not pod.has_group:
+            c.exited = not self._cgroups.exists(c.directory)
+        if c.directory is None:
+            c.reconciled = False
+        return c.directory
+
+    def _round(
+        self,
+        pod: Pod,
+        pending: list[tuple[Container, str]],
+        in_group: set[int],
+        gone: set[int],
+        refused: set[int],
+        rounds: int,
+    ) -> list[tuple[Container, str]]:
+        """Compare each container's threads with ``in_group`` and write what is missing.
+
+        Returns:
+            The containers that had threads written (to verify in the next round).
+
+        Raises:
+            GroupVanished: the group disappeared during a write.
+        """
+        written: list[tuple[Container, str]] = []
+        for c, directory in pending:
+            try:
+                tids = self._cgroups.threads(directory)
+            except CgroupGone:
+                c.exited, c.reconciled = True, False
+                continue
+            c.exited = False
+            missing = tids - in_group - gone
+            c.reconciled = not missing
+            todo = missing - refused
+            if todo and rounds < self._max_passes:
+                self._write(pod, sorted(todo), gone, refused)
+                written.append((c, directory))
+        return written
+
+    def _write(self, pod: Pod, tids: list[int], gone: set[int], refused: set[int]) -> None:
+        """Write each tid, classifying failures into ``gone`` and ``refused``.
+
+        Raises:
+            GroupVanished: the group disappeared (the caller recreates it).
+        """
+        for tid in tids:
+            try:
+                if self._groups.add_task(pod.name, tid):
+                    self._counters["tasks_written"] += 1
+                else:
+                    self._counters["tasks_esrch"] += 1
+                    gone.add(tid)
+            except TaskRefused as err:
+                self._counters["tasks_einval"] += 1
+                refused.add(tid)
+                pod.warn(log, "einval", "%s", err)
+            except PermissionProblem as err:
+                self._counters["permission_errors"] += 1
+                refused.add(tid)
+                log.error("cannot move tid %d into %s: %s", tid, pod.name, err)
+            except ResctrlWriteError as err:
+                self._counters["task_write_errors"] += 1
+                refused.add(tid)
+                pod.warn(log, "write", "%s", err)

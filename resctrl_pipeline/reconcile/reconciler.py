@@ -1,0 +1,310 @@
+"""The reconciler core: lifecycle messages in, group messages out (see the package doc).
+
+:class:`Reconciler` wires the pod book (:mod:`.pods`), the group operations
+(:mod:`.pod_groups`) and thread placement (:mod:`.placement`) into the passes the
+actor shell drives, and reports what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import overload
+
+from resctrl_pipeline.cgroups import CgroupView
+from resctrl_pipeline.core import Core, Outputs, Stats, Timer
+from resctrl_pipeline.messages import (
+    LIFECYCLE_KINDS,
+    ContainerDown,
+    ContainerUp,
+    GroupGone,
+    GroupSnapshot,
+    GroupState,
+    LifecycleSnapshot,
+    Message,
+    PodDown,
+    PodUp,
+)
+from resctrl_pipeline.podid import validate_prefix
+from resctrl_pipeline.reconcile.placement import ThreadPlacer
+from resctrl_pipeline.reconcile.pod_groups import PodGroups
+from resctrl_pipeline.reconcile.pods import RMID_WAIT, Container, Pod, PodBook
+from resctrl_pipeline.resctrl.groups import ResctrlGroups
+
+__all__ = ["GroupMessage", "LifecycleMessage", "Reconciler"]
+
+log = logging.getLogger(__name__)
+
+LifecycleMessage = PodUp | PodDown | ContainerUp | ContainerDown | LifecycleSnapshot
+GroupMessage = GroupState | GroupGone | GroupSnapshot
+
+
+class Reconciler(Core):
+    """Keeps one monitoring group per live pod and every thread of the pod in it.
+
+    Args:
+        groups: classified resctrl operations (the write side).
+        cgroups: where containers' threads are.
+        prefix: group name prefix; the reconciler owns every group starting with it.
+        retry_interval: seconds between :meth:`on_retry_timer` calls (the ``retry``
+            timer).
+        health_interval: seconds between :meth:`health_line` log lines (the ``health``
+            timer).
+        orphan_grace: seconds a prefix group of no known pod survives; default
+            ``retry_interval``.
+        max_passes: writing rounds per container per reconcile before giving up until
+            the next pass (threads fork while we write).
+
+    Raises:
+        InvalidPrefix: unsafe prefix. ValueError: ``max_passes`` < 1.
+    """
+
+    name = "reconciler"
+
+    def __init__(
+        self,
+        groups: ResctrlGroups,
+        cgroups: CgroupView,
+        *,
+        prefix: str = "pod_",
+        retry_interval: float = 10.0,
+        health_interval: float = 60.0,
+        orphan_grace: float | None = None,
+        max_passes: int = 4,
+    ) -> None:
+        if max_passes < 1:
+            raise ValueError(f"max_passes must be at least 1, not {max_passes}")
+        self._retry_interval = retry_interval
+        self._health_interval = health_interval
+        self._groups = groups
+        prefix = validate_prefix(prefix)
+        grace = retry_interval if orphan_grace is None else orphan_grace
+        self._counters: Counter[str] = Counter()
+        self._book = PodBook(prefix, self._counters)
+        self._pod_groups = PodGroups(groups, prefix, grace, self._counters, self._book.dirty)
+        self._placer = ThreadPlacer(groups, cgroups, self._pod_groups, self._counters, max_passes)
+        self._synced = False
+        self._reported: dict[str, GroupState] = {}
+        self._capacity: int | None = None
+        self._now = 0.0
+
+    # -- the actor shell's hooks (resctrl_pipeline.core) ---------------------------------
+
+    def timers(self) -> list[Timer]:
+        """``retry``: a full pass; ``health``: one log line."""
+        return [Timer("retry", self._retry_interval), Timer("health", self._health_interval)]
+
+    def on_message(self, edge: str, msg: Message, now: float) -> Outputs:
+        """Lifecycle messages go to :meth:`handle`; anything else is counted, ignored."""
+        if not isinstance(msg, LIFECYCLE_KINDS):
+            self._counters["unknown_messages"] += 1
+            return []
+        return [("groups", out) for out in self.handle(msg, now)]
+
+    def on_timer(self, name: str, now: float) -> Outputs:
+        """Run the ``retry`` pass or log the ``health`` line."""
+        if name == "retry":
+            return [("groups", out) for out in self.on_retry_timer(now)]
+        if name == "health":
+            log.info("%s", self.health_line())
+        return []
+
+    # -- inputs ----------------------------------------------------------------------
+
+    def handle(self, msg: LifecycleMessage, now: float) -> list[GroupMessage]:
+        """Apply one lifecycle message.
+
+        Returns:
+            GroupState/GroupGone for every pod whose reported state changed; after a
+            LifecycleSnapshot a single GroupSnapshot instead.
+        """
+        self._now = now
+        book = self._book
+        if isinstance(msg, LifecycleSnapshot):
+            self._apply_snapshot(msg, now)
+            self._flush_sync(now)
+            book.dirty.clear()
+            snap = self.snapshot()
+            self._reported = {s.pod_uid: s for s in snap.states}
+            return [snap]
+        if isinstance(msg, PodUp):
+            self._pod_up(msg, now)
+        elif isinstance(msg, PodDown):
+            if book.accept(msg.uid):
+                self._drop_pod(msg.uid, "removed")
+        elif isinstance(msg, ContainerUp):
+            book.container_up(msg)
+        else:
+            book.container_down(msg)
+        self._flush_sync(now)
+        return self._changes()
+
+    def on_retry_timer(self, now: float) -> list[GroupMessage]:
+        """One full pass: liveness, orphans, failed creations, every container's threads.
+
+        Returns:
+            GroupState/GroupGone for every pod whose reported state changed.
+        """
+        self._now = now
+        self._counters["recheck_passes"] += 1
+        pods = self._book.pods
+        for pod in list(pods.values()):
+            if not self._placer.look_for_pod_cgroup(pod) and self._synced:
+                self._counters["pods_gone_cgroup"] += 1
+                self._drop_pod(pod.uid, "cgroup gone")
+        self._sweep(now)
+        waiting = [p for p in pods.values() if not p.has_group]
+        waiting.sort(key=lambda p: p.waiting_since if p.waiting_since is not None else now)
+        for pod in waiting:
+            self._pod_groups.ensure(pod, now)
+        for pod in list(pods.values()):
+            self._sync_pod(pod, list(pod.containers.values()), now)
+        return self._changes()
+
+    # -- outputs ---------------------------------------------------------------------
+
+    @overload
+    def snapshot(self) -> GroupSnapshot: ...
+
+    @overload
+    def snapshot(self, edge: str) -> GroupSnapshot | None: ...
+
+    def snapshot(self, edge: str | None = None) -> GroupSnapshot | None:
+        """The state of every tracked pod, sorted by uid (the ``groups`` edge's state).
+
+        Called by the actor shell with the edge name (anti-entropy, recovery after a
+        drop), it returns None until the first ``LifecycleSnapshot``: a snapshot
+        replaces the sampler's state, and one sent before this reconciler knows the
+        pods (after a restart while the runtime is away) would make the sampler drop
+        every pod it is sampling.
+        """
+        if edge is not None and not self._synced:
+            return None
+        pods = self._book.pods
+        return GroupSnapshot(tuple(self._state(pods[uid]) for uid in sorted(pods)))
+
+    def statistics(self) -> Stats:
+        """Counters (cumulative) and gauges (current), for ActorStats and /metrics.
+
+        ``rmid_capacity`` is ``info/L3_MON/num_rmids`` (the root group uses one); it is
+        absent while unreadable. ``synced`` is 1 once the first lifecycle snapshot
+        arrived (before it nothing is removed). No readiness flag: a reconciler
+        waiting for its first snapshot still places threads.
+        """
+        if self._capacity is None:
+            self._capacity = self._groups.num_rmids()
+        pods = self._book.pods.values()
+        running = [c for p in pods for c in p.running()]
+        waits = [self._now - p.waiting_since for p in pods if p.waiting_since is not None]
+        gauges: dict[str, float] = {
+            "pods": len(pods),
+            "groups_in_use": sum(p.has_group for p in pods),
+            "pods_without_group": sum(not p.has_group for p in pods),
+            "pods_waiting_rmid": sum(p.failure in RMID_WAIT for p in pods),
+            "rmid_wait_max_seconds": max(waits, default=0.0),
+            "pods_unreconciled": sum(p.unreconciled() for p in pods),
+            "containers": len(running),
+            "containers_reconciled": sum(c.reconciled for c in running),
+            "containers_unresolved": sum(c.directory is None for c in running),
+            "containers_without_pod": self._book.containers_without_pod(),
+            "orphan_groups_pending": len(self._pod_groups.orphans),
+            "synced": float(self._synced),
+        }
+        if self._capacity is not None:
+            gauges["rmid_capacity"] = self._capacity
+        return Stats(counters={k: float(v) for k, v in self._counters.items()}, gauges=gauges)
+
+    def health_line(self) -> str:
+        """One log line summarising groups, RMIDs and reconciliation."""
+        stats = self.statistics()
+        counters, gauges = stats.counters, stats.gauges
+        capacity = gauges.get("rmid_capacity")
+        return (
+            f"reconciler: pods={gauges['pods']:.0f} groups={gauges['groups_in_use']:.0f}"
+            f"/{'?' if capacity is None else f'{capacity:.0f}'} rmids"
+            f" waiting_rmid={gauges['pods_waiting_rmid']:.0f}"
+            f" (enospc={counters.get('mkdir_enospc', 0):.0f}"
+            f" ebusy={counters.get('mkdir_ebusy', 0):.0f})"
+            f" pods_unreconciled={gauges['pods_unreconciled']:.0f}"
+            f" containers={gauges['containers_reconciled']:.0f}/{gauges['containers']:.0f}"
+            f" tasks_written={counters.get('tasks_written', 0):.0f}"
+            f" esrch={counters.get('tasks_esrch', 0):.0f}"
+            f" einval={counters.get('tasks_einval', 0):.0f}"
+            f" rejected_uids={counters.get('uids_rejected', 0):.0f}"
+        )
+
+    # -- passes ----------------------------------------------------------------------
+
+    def _pod_up(self, msg: PodUp, now: float) -> None:
+        pod = self._book.pod_up(msg)
+        if pod is not None:
+            self._placer.look_for_pod_cgroup(pod)
+            self._pod_groups.ensure(pod, now)
+
+    def _apply_snapshot(self, msg: LifecycleSnapshot, now: float) -> None:
+        self._counters["snapshots"] += 1
+        book = self._book
+        pods = {p.uid: p for p in msg.pods if book.accept(p.uid)}
+        containers = {c.id: c for c in msg.containers if book.accept(c.pod_uid)}
+        # Removals first: they free RMIDs (after limbo) for the creations below.
+        for uid in [u for u in book.pods if u not in pods]:
+            self._drop_pod(uid, "not in snapshot")
+        for cid in [c for c in book.container_ids() if c not in containers]:
+            book.drop_container(cid)
+        for pod_msg in pods.values():
+            self._pod_up(pod_msg, now)
+        for container_msg in containers.values():
+            book.container_up(container_msg)
+        if not self._synced:
+            log.info("first lifecycle snapshot: %d pods, %d containers", len(pods), len(containers))
+        self._synced = True
+        self._sweep(now)
+
+    def _drop_pod(self, uid: str, reason: str) -> None:
+        """Forget a pod and its containers, remove its group."""
+        pod = self._book.drop_pod(uid)
+        if pod is not None and pod.has_group:
+            self._pod_groups.remove(pod.name, f"pod {uid} {reason}")
+
+    def _sweep(self, now: float) -> None:
+        """Remove orphan prefix groups; nothing is inferred stale before the first snapshot."""
+        if self._synced:
+            self._pod_groups.sweep(now, self._book.pods)
+
+    def _flush_sync(self, now: float) -> None:
+        book = self._book
+        work, book.to_sync = book.to_sync, {}
+        for uid, cids in work.items():
+            pod = book.pods.get(uid)
+            if pod is not None:
+                self._sync_pod(pod, [pod.containers[c] for c in cids if c in pod.containers], now)
+
+    def _sync_pod(self, pod: Pod, containers: list[Container], now: float) -> None:
+        if containers:
+            self._book.dirty.add(pod.uid)
+            self._placer.sync(pod, containers, now)
+
+    def _state(self, pod: Pod) -> GroupState:
+        running = pod.running()
+        return GroupState(
+            pod.uid,
+            self._groups.path(pod.name) if pod.has_group else None,
+            len(running),
+            sum(c.reconciled for c in running),
+        )
+
+    def _changes(self) -> list[GroupMessage]:
+        out: list[GroupMessage] = []
+        dirty = sorted(self._book.dirty)
+        self._book.dirty.clear()
+        for uid in dirty:
+            pod = self._book.pods.get(uid)
+            if pod is None:
+                if self._reported.pop(uid, None) is not None:
+                    out.append(GroupGone(uid))
+                continue
+            state = self._state(pod)
+            if self._reported.get(uid) != state:
+                self._reported[uid] = state
+                out.append(state)
+        return out

@@ -1,0 +1,134 @@
+"""The resctrl seam: the raw kernel operations the reconciler needs, and the os one.
+
+:class:`ResctrlOps` is the handful of operations on monitoring groups (mkdir, rmdir,
+list ``mon_groups``, read ``tasks``, write one TID, read an ``info/`` file); they raise
+plain :class:`OSError`, classified by :mod:`resctrl_pipeline.resctrl.errnos`.
+:class:`OsResctrlOps` implements them with os calls on a root path (the kernel or a
+FUSE emulation). The seam takes group *names*, never paths: nothing built on it can
+reach outside ``mon_groups/``, and root-level control groups are out of its reach.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Protocol
+
+__all__ = ["OsResctrlOps", "ResctrlOps"]
+
+
+class ResctrlOps(Protocol):
+    """Raw resctrl operations on monitoring groups; errors are plain :class:`OSError`.
+
+    ``name`` is always a single path component below ``mon_groups/``.
+    """
+
+    @property
+    def root(self) -> str:
+        """Absolute path of the resctrl mount (or its stand-in)."""
+        ...
+
+    def mkdir(self, name: str) -> None:
+        """Create ``mon_groups/<name>`` (the kernel allocates an RMID)."""
+        ...
+
+    def rmdir(self, name: str) -> None:
+        """Remove ``mon_groups/<name>`` (its tasks return to the parent group)."""
+        ...
+
+    def list_groups(self) -> list[str]:
+        """Names of the entries of ``mon_groups/``."""
+        ...
+
+    def read_tasks(self, name: str) -> str:
+        """Contents of ``mon_groups/<name>/tasks``."""
+        ...
+
+    def write_tid(self, name: str, tid: int) -> None:
+        """Move one thread into the group: a single write() to its ``tasks``."""
+        ...
+
+    def read_info(self, relpath: str) -> str:
+        """Contents of ``info/<relpath>``."""
+        ...
+
+
+class OsResctrlOps:
+    """:class:`ResctrlOps` with os calls below ``root`` (kernel or FUSE mount).
+
+    The ``tasks`` file written last stays open: the reconciler writes a pod's threads
+    in a row, and opening and closing the file around every id cost twice the write
+    itself (on a FUSE mount several round trips more). The descriptor is closed when
+    its group is removed or created through this object, or another group is written;
+    one whose group vanished behind our back (ENODEV, as kernfs answers) is reopened
+    once, so a vanished group still surfaces as ENOENT.
+    """
+
+    _TASKS_FLAGS = os.O_WRONLY | os.O_CLOEXEC
+
+    def __init__(self, root: str) -> None:
+        self._root = os.path.abspath(root)
+        self._mon = os.path.join(self._root, "mon_groups")
+        self._tasks_fd: tuple[str, int] | None = None
+
+    @property
+    def root(self) -> str:
+        return self._root
+
+    def mkdir(self, name: str) -> None:
+        self._forget_tasks_fd(name)
+        os.mkdir(os.path.join(self._mon, name))
+
+    def rmdir(self, name: str) -> None:
+        self._forget_tasks_fd(name)
+        os.rmdir(os.path.join(self._mon, name))
+
+    def list_groups(self) -> list[str]:
+        return os.listdir(self._mon)
+
+    def read_tasks(self, name: str) -> str:
+        # Decoding never fails: junk lines are skipped by the parser, not fatal.
+        with open(os.path.join(self._mon, name, "tasks"), encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def write_tid(self, name: str, tid: int) -> None:
+        # One os.write per id: a buffered writer could merge ids into one write(),
+        # which older kernels and the emulator reject as a whole.
+        data = self._tid_bytes(tid)
+        try:
+            os.write(self._open_tasks(name), data)
+        except OSError as err:
+            if err.errno not in (errno.ENODEV, errno.EBADF):
+                raise
+            self._forget_tasks_fd(name)  # a stale descriptor: the group was replaced
+            os.write(self._open_tasks(name), data)
+
+    def read_info(self, relpath: str) -> str:
+        with open(os.path.join(self._root, "info", relpath), encoding="utf-8") as f:
+            return f.read()
+
+    @staticmethod
+    def _tid_bytes(tid: int) -> bytes:
+        return str(tid).encode()
+
+    def _open_tasks(self, name: str) -> int:
+        """The open ``tasks`` descriptor of group ``name`` (opened when needed)."""
+        cached = self._tasks_fd
+        if cached is not None and cached[0] == name:
+            return cached[1]
+        self._forget_tasks_fd()
+        # No O_CREAT: a missing tasks file must fail with ENOENT like a vanished group.
+        fd = os.open(os.path.join(self._mon, name, "tasks"), self._TASKS_FLAGS)
+        self._tasks_fd = (name, fd)
+        return fd
+
+    def close(self) -> None:
+        """Close the cached ``tasks`` descriptor (the object stays usable)."""
+        self._forget_tasks_fd()
+
+    def _forget_tasks_fd(self, name: str | None = None) -> None:
+        """Close the cached descriptor (only if it is group ``name``'s, when given)."""
+        cached = self._tasks_fd
+        if cached is not None and (name is None or cached[0] == name):
+            self._tasks_fd = None
+            os.close(cached[1])
