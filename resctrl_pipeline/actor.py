@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from resctrl_pipeline import codec
-from resctrl_pipeline.config import Config, load, resolve
+from resctrl_pipeline.config import Config, load, load_handoff, resolve
 from resctrl_pipeline.core import Core, Outputs, Stats, Timer
 from resctrl_pipeline.droplog import DropLog
 from resctrl_pipeline.errors import ConfigError, DecodeError
@@ -402,8 +402,9 @@ def _restrict_ipc(address: str) -> None:
 def run_actor(build: Callable[[Config], Core], argv: list[str] | None = None) -> int:
     """Entry point shared by the actor processes: ``rp-<actor> --config FILE``.
 
-    The supervisor writes the effective configuration to a file in the runtime
-    directory and passes it here; the environment is not read again, so a value the
+    Run by hand, an actor reads a TOML file (``--config``; the environment is not
+    read). Under ``up`` it reads the values ``up`` resolved (``--effective-config``,
+    JSON written by :func:`~resctrl_pipeline.config.dump_handoff`), so a value the
     supervisor took from a flag is not overridden by a stale variable.
 
     Returns:
@@ -412,10 +413,15 @@ def run_actor(build: Callable[[Config], Core], argv: list[str] | None = None) ->
     import argparse
 
     parser = argparse.ArgumentParser(description="resctrl-pipeline actor process")
-    parser.add_argument("--config", required=True, help="effective config (TOML)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="configuration file (TOML)")
+    source.add_argument("--effective-config", help="the values `up` resolved (JSON)")
     args = parser.parse_args(argv)
     try:
-        cfg = resolve(load(args.config, environ={}))
+        if args.effective_config is not None:
+            cfg = resolve(load_handoff(args.effective_config))
+        else:
+            cfg = resolve(load(args.config, environ={}))
         logging.basicConfig(
             level=cfg.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",

@@ -12,6 +12,7 @@ command and the docs' reference table are all generated from it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from resctrl_pipeline.errors import ConfigError
 
 __all__ = [
@@ -28,7 +31,9 @@ __all__ = [
     "Config",
     "Key",
     "Sources",
+    "dump_handoff",
     "load",
+    "load_handoff",
     "parse_bytes",
     "parse_duration",
     "resolve",
@@ -413,12 +418,44 @@ def render_toml(sources: Sources, with_origin: bool = True) -> str:
 
 
 def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+    # tomli-w quotes and escapes; the line it writes is ``v = <value>``.
+    return tomli_w.dumps({"v": value})[len("v = ") :].rstrip("\n")
+
+
+def dump_handoff(sources: Sources) -> bytes:
+    """The effective raw values as handed to the actors: JSON, key name → value.
+
+    JSON rather than TOML because every string the validators accept survives it
+    exactly, including control characters and the lone surrogates that stand for
+    undecodable bytes of a path from the environment or a flag (TOML cannot hold
+    those). The actors validate the values again with :func:`resolve`.
+    """
+    return json.dumps(sources.values, ensure_ascii=True, sort_keys=True).encode("ascii")
+
+
+def load_handoff(path: str | os.PathLike[str]) -> Sources:
+    """Read what :func:`dump_handoff` wrote (the values ``up`` resolved).
+
+    Raises:
+        ConfigError: unreadable, not a JSON object, or an unknown key.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError("--effective-config", str(path), f"cannot read: {err.strerror}") from err
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ConfigError("--effective-config", str(path), f"not valid JSON: {err}") from err
+    if not isinstance(doc, dict):
+        raise ConfigError("--effective-config", str(path), "not a JSON object")
+    values: dict[str, object] = {k.name: k.default for k in KEYS}
+    origin = {k.name: "default" for k in KEYS}
+    for name, value in doc.items():
+        if name not in _BY_NAME:
+            raise ConfigError(name, value, f"unknown key in {path}")
+        values[name], origin[name] = value, "up"
+    return Sources(values, origin)
 
 
 def render_example() -> str:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
 from resctrl_pipeline.cli import main
 from resctrl_pipeline.config import (
     KEYS,
+    dump_handoff,
     load,
+    load_handoff,
     parse_bytes,
     parse_duration,
     render_example,
@@ -140,3 +145,39 @@ def test_example_config_documents_every_key_and_is_valid() -> None:
     for key in KEYS:
         assert key.name.rpartition(".")[2] in text, key.name
     resolve(load(path, environ={}))
+
+
+#: Characters a hand-made TOML writer got wrong: carriage return, escape, DEL, quotes,
+#: backslashes, a line separator, and a lone surrogate (an undecodable byte of a path
+#: from the environment or a flag).
+AWKWARD = '/x\r\x1b[31m\x7f\t"\'\\\\n\u2028\udcff'
+
+
+def test_handoff_round_trips_every_accepted_value(tmp_path: Path) -> None:
+    overrides = {"output.dir": AWKWARD, "cgroup.root": AWKWARD + "/c",
+                 "output.spool_dir": "/s\x01\x02\x1f", "resctrl.root": '/r"] = 1'}  # fmt: skip
+    src = load(environ={"NODE_NAME": "n-1"}, overrides=overrides)
+    cfg = resolve(src)  # the validators accept all of them
+    f = tmp_path / "config.json"
+    f.write_bytes(dump_handoff(src))
+    back = resolve(load_handoff(f))
+    assert back == cfg
+    assert back.output_dir == AWKWARD and back.spool_dir == "/s\x01\x02\x1f"
+
+
+def test_handoff_refuses_unknown_keys_and_non_objects(tmp_path: Path) -> None:
+    f = tmp_path / "config.json"
+    f.write_text('{"sampling.nope": 1}')
+    with pytest.raises(ConfigError, match=r"sampling\.nope"):
+        load_handoff(f)
+    f.write_text("[1]")
+    with pytest.raises(ConfigError, match="not a JSON object"):
+        load_handoff(f)
+
+
+def test_config_command_quotes_control_characters() -> None:
+    result = CliRunner().invoke(main, ["config", "--output", "/o\r\x1b\"x"])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("dir = "))
+    # Valid TOML that reads back as the same value.
+    assert tomllib.loads(line.split("  #")[0])["dir"] == "/o\r\x1b\"x"

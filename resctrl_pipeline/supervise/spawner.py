@@ -1,9 +1,9 @@
 """Starting, signalling and reaping the actor processes.
 
-Each actor runs as ``python -m actors.<module> --config <runtime_dir>/config.toml`` so
-that ``ps`` shows which is which. Children get ``PR_SET_PDEATHSIG`` = SIGTERM: if the
-supervisor dies, even by SIGKILL, its actors stop in an orderly way (the writer
-finalises its file) instead of lingering as orphans.
+Each actor runs as ``python -m actors.<module> --effective-config
+<runtime_dir>/config.json`` so that ``ps`` shows which is which. Children get
+``PR_SET_PDEATHSIG`` = SIGTERM: if the supervisor dies, even by SIGKILL, its actors
+stop in an orderly way (the writer finalises its file) instead of lingering as orphans.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class ActorProcess:
 
     def start(self) -> int:
         """Spawn the process; returns its PID."""
-        cmd = [sys.executable, "-m", actor_module(self.actor), "--config", self.config_path]
+        cmd = [sys.executable, "-m", actor_module(self.actor), "--effective-config",
+               self.config_path]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, env=self.env
         )

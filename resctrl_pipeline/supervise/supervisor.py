@@ -27,7 +27,7 @@ from collections.abc import Callable
 import zmq
 
 from resctrl_pipeline import codec
-from resctrl_pipeline.config import Config, Sources, render_toml
+from resctrl_pipeline.config import Config, Sources, dump_handoff
 from resctrl_pipeline.errors import DecodeError, PipelineError
 from resctrl_pipeline.messages import ActorStats
 from resctrl_pipeline.supervise.health import ActorView, PipelineView
@@ -94,7 +94,7 @@ class Supervisor:
 
     Args:
         cfg: the validated configuration.
-        sources: raw values (written to ``<runtime_dir>/config.toml`` for the actors).
+        sources: raw values (written to ``<runtime_dir>/config.json`` for the actors).
         actors: which actors to run (default: every actor whose module exists).
         policy: restart policy (tests pass short back-offs).
         stop_timeout: seconds each actor gets to stop before SIGKILL.
@@ -127,8 +127,8 @@ class Supervisor:
 
     @property
     def config_path(self) -> str:
-        """The effective configuration file handed to the actors."""
-        return os.path.join(self.cfg.runtime_dir, "config.toml")
+        """The effective configuration handed to the actors (JSON, see ``dump_handoff``)."""
+        return os.path.join(self.cfg.runtime_dir, "config.json")
 
     def _write_pids(self) -> None:
         pids = {name: p.pid for name, p in self.procs.items() if p.running()}
@@ -196,7 +196,7 @@ class Supervisor:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT (0) or until giving up on an actor (1)."""
         prepare_runtime_dir(self.cfg.runtime_dir)
-        _write_private(self.config_path, render_toml(self.sources, with_origin=False).encode())
+        _write_private(self.config_path, dump_handoff(self.sources))
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         stats = ctx.socket(zmq.PULL)
         stats.setsockopt(zmq.LINGER, 0)
