@@ -25,6 +25,7 @@ from resctrl_pipeline.messages import ContainerUp, LifecycleSnapshot, PodUp
 from resctrl_pipeline.reconcile import Reconciler
 from resctrl_pipeline.resctrl.groups import ResctrlGroups
 from resctrl_pipeline.resctrl.plaindir import PlainDirResctrlOps
+from tests.prerequisites import unavailable
 
 DATA = Path(__file__).parent / "data"
 UID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
@@ -243,7 +244,7 @@ def real_pod() -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
     """A 5-thread process in /sys/fs/cgroup/<hierarchy>/rp-test-*/pod<uid>/<cid>."""
     hierarchy = _real_v1_hierarchy()
     if hierarchy is None:
-        pytest.skip("needs root and a cgroup v1 pids or cpu hierarchy at /sys/fs/cgroup")
+        unavailable("needs root and a cgroup v1 pids or cpu hierarchy at /sys/fs/cgroup")
     top = f"{REAL_ROOT}/{hierarchy}/rp-test-{uuid.uuid4().hex[:8]}"
     rel_pod = f"{os.path.basename(top)}/pod{UID}"
     container_dir = f"{REAL_ROOT}/{hierarchy}/{rel_pod}/{C1}"

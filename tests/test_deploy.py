@@ -15,7 +15,6 @@ import copy
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -29,6 +28,7 @@ from click.testing import CliRunner
 
 from resctrl_pipeline.cli import main
 from resctrl_pipeline.config import Config, load, render_markdown, resolve
+from tests.prerequisites import kustomize_command, requires
 
 REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "deploy" / "kubernetes"
@@ -224,11 +224,13 @@ def test_the_container_runs_the_images_console_script_with_accepted_arguments() 
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.skipif(shutil.which("kustomize") is None, reason="kustomize is not installed")
+@requires("kustomize")
 def test_kustomize_renders_the_base_and_the_example_overlay(tmp_path: Path) -> None:
+    render = kustomize_command()
+    assert render is not None
     for directory in (BASE, OVERLAY):
         rendered = subprocess.run(
-            ["kustomize", "build", str(directory)], check=True, capture_output=True, text=True
+            [*render, str(directory)], check=True, capture_output=True, text=True
         ).stdout
         docs = [d for d in yaml.safe_load_all(rendered) if d]
         for doc in docs:

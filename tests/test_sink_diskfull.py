@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from resctrl_pipeline.sink import ParquetSink
+from tests.prerequisites import need, unavailable
 from tests.test_sink_parquet import Ids, assert_all_readable, batch, hidden, ids_in, make_sink
 
 
@@ -24,8 +25,7 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs mounted for this test."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+    need("root")  # to mount a tmpfs
     res = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
         capture_output=True,
@@ -33,7 +33,7 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
         check=False,
     )
     if res.returncode != 0:
-        pytest.skip(f"mount -t tmpfs not permitted here: {res.stderr.strip()}")
+        unavailable(f"mount -t tmpfs not permitted here: {res.stderr.strip()}")
     try:
         yield mnt
     finally:

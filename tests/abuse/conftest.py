@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import MISSING, SKIP_REASON, FaultHarness
+from tests.faults.harness import FaultHarness
+from tests.prerequisites import need
 from tests.support import poll_until
 
 
@@ -52,8 +53,7 @@ class Witness:
 @pytest.fixture(scope="module")
 def pipeline() -> Iterator[Witness]:
     """``up`` against an emulated node, ready, with two witness pods monitored."""
-    if MISSING:
-        pytest.skip(SKIP_REASON)
+    need("fuse")
     work = tempfile.mkdtemp(prefix="rp-a-", dir="/tmp")
     h = FaultHarness(work)
     try:

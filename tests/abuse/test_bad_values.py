@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from resctrl_pipeline.cli import main
 from resctrl_pipeline.config import KEYS
 from tests.abuse.conftest import Witness
-from tests.faults.harness import MISSING, PREFIX, SKIP_REASON
+from tests.faults.harness import PREFIX
+from tests.prerequisites import requires
 from tests.support import poll_until
 
 # --- configuration ------------------------------------------------------------------
@@ -190,7 +191,7 @@ COUNTER_VALUES: list[tuple[object, str]] = [
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON)
+@requires("fuse")
 def test_counter_garbage_huge_and_negative(pipeline: Witness) -> None:
     h = pipeline.h
     tree = h.node.fs.tree

@@ -12,10 +12,11 @@ import pytest
 
 from resctrl_pipeline.podid import is_valid_uid
 from tests.abuse.conftest import Witness
-from tests.faults.harness import MISSING, PREFIX, SKIP_REASON
+from tests.faults.harness import PREFIX
+from tests.prerequisites import requires
 from tests.support import poll_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON)]
+pytestmark = [pytest.mark.slow, requires("fuse")]
 
 FORGED = "2030-01-01 00:00:00,000 CRITICAL forged: log line"
 #: The forged line comes first: the listener's fast-path warning (rate-limited to one a

@@ -20,10 +20,10 @@ from resctrl_pipeline import codec
 from resctrl_pipeline.messages import GroupState, OccupancyBatch, PodUp
 from resctrl_pipeline.topology import EDGES, endpoint
 from tests.abuse.conftest import Witness
-from tests.faults.harness import MISSING, SKIP_REASON
+from tests.prerequisites import requires
 from tests.support import poll_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON)]
+pytestmark = [pytest.mark.slow, requires("fuse")]
 
 
 def _env(kind: object, body: object, v: object = 1) -> bytes:

@@ -24,10 +24,11 @@ from resctrl_pipeline.nri.mux import MAX_RECV_PAYLOAD, encode_frames, frame_head
 from resctrl_pipeline.nri.service import PLUGIN_SERVICE
 from resctrl_pipeline.nri.ttrpc import MAX_BODY, MAX_SKIP, encode_message, encode_request
 from tests.abuse.conftest import Witness
-from tests.faults.harness import MISSING, SKIP_REASON, rss_bytes
+from tests.faults.harness import rss_bytes
+from tests.prerequisites import requires
 from tests.support import poll_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON)]
+pytestmark = [pytest.mark.slow, requires("fuse")]
 
 FUZZ = settings(
     max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)

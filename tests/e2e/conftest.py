@@ -8,32 +8,22 @@
 
 Tests that use them SKIP, with the reason, when not root, when containerd is not
 installed (the reason says to run ``scripts/containerd-setup.sh``), or when it cannot
-start (the reason ends with its log). With ``RESCTRL_E2E_REQUIRE=1`` (CI, after the
-setup script) every such skip is a failure instead: nothing passes silently.
+start (the reason ends with its log). With ``RESCTRL_REQUIRE_ALL=1`` (CI as root) every
+such skip is a failure instead: nothing passes silently (``tests/prerequisites.py``).
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
-from typing import NoReturn
 
 import pytest
 
 from tests.e2e.containerd.cri import CriClient, CriError, Pod
 from tests.e2e.containerd.daemon import Containerd, launch
 from tests.e2e.containerd.install import HarnessUnavailable
-
-REQUIRE_ENV = "RESCTRL_E2E_REQUIRE"
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip with ``reason``, or fail with it when ``$RESCTRL_E2E_REQUIRE`` is 1."""
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_ENV}=1 makes this a failure)", pytrace=False)
-    pytest.skip(reason)
+from tests.prerequisites import unavailable
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,11 @@ import sys
 
 import pytest
 
-from resctrl_pipeline.demo import missing_prerequisites
-
-_missing = missing_prerequisites() if os.geteuid() == 0 else ["not root"]
+from tests.prerequisites import requires
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(bool(_missing), reason="needs root and FUSE: " + "; ".join(_missing))
+@requires("fuse")
 def test_demo_prints_a_summary_with_rows_for_every_pod(tmp_path: str) -> None:
     out = os.path.join(str(tmp_path), "demo-out")
     result = subprocess.run(

@@ -20,16 +20,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from resctrl_pipeline import schema
-from resctrl_pipeline.demo import missing_prerequisites
+from tests.prerequisites import missing, requires
 from tests.support import poll_until
 
-_missing = missing_prerequisites() if os.geteuid() == 0 else ["not root"]
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(bool(_missing), reason="needs root and FUSE: " + "; ".join(_missing)),
-]
+pytestmark = [pytest.mark.slow, requires("fuse")]
 
-if not _missing:
+if not missing("fuse"):
     from resctrl_pipeline.emulator.node import EmulatedNode, Pod
 
 

@@ -8,32 +8,16 @@ sleeps.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
-import pytest
-
+from tests.prerequisites import missing, requires
 from tests.support import poll_until
 
-
-def _fuse_missing() -> str:
-    """Why FUSE tests cannot run here, or "" when they can."""
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is missing"
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 is missing (apt fuse3)"
-    if os.geteuid() != 0:
-        return "needs root (mounting FUSE as another user needs allow_other set-up)"
-    try:
-        import mfusepy  # noqa: F401
-    except (ImportError, OSError) as err:
-        return f"mfusepy/libfuse3 unusable: {err}"
-    return ""
-
-
-FUSE_MISSING = _fuse_missing()
-requires_fuse = pytest.mark.skipif(bool(FUSE_MISSING), reason=FUSE_MISSING or "n/a")
+#: Why FUSE tests cannot run here, or "" when they can (mounting FUSE as another user
+#: would need allow_other set-up, so root is part of it).
+FUSE_MISSING = missing("fuse")
+requires_fuse = requires("fuse")
 
 _CHILD = r"""
 import os, subprocess, sys, threading

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.faults.harness import MISSING, FaultHarness
+from tests.faults.harness import FaultHarness
+from tests.prerequisites import need
 
 
 def _work() -> str:
@@ -19,8 +20,7 @@ def _work() -> str:
 @pytest.fixture
 def harness() -> Iterator[FaultHarness]:
     """An emulated node (2 L3 domains, MBM, 64 RMIDs); the test starts ``up`` itself."""
-    if MISSING:
-        pytest.skip("needs root and FUSE: " + "; ".join(MISSING))
+    need("fuse")
     work = _work()
     h = FaultHarness(work)
     try:
@@ -34,8 +34,7 @@ def harness() -> Iterator[FaultHarness]:
 @pytest.fixture
 def harness_factory() -> Iterator[Callable[..., FaultHarness]]:
     """For tests that need a node with other parameters: ``harness_factory(**node)``."""
-    if MISSING:
-        pytest.skip("needs root and FUSE: " + "; ".join(MISSING))
+    need("fuse")
     made: list[tuple[FaultHarness, str]] = []
 
     def make(**node_args: object) -> FaultHarness:

@@ -22,11 +22,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from resctrl_pipeline.demo import missing_prerequisites
+from tests.prerequisites import missing
 from tests.support import poll_until
 
-MISSING: list[str] = missing_prerequisites() if os.geteuid() == 0 else ["not root"]
-SKIP_REASON = "needs root and FUSE: " + "; ".join(MISSING)
+#: Why the emulated node cannot run here ("" when it can): the suites are marked
+#: ``requires("fuse")``; the FUSE-backed modules load only when it can.
+MISSING = missing("fuse")
 
 if not MISSING:
     from resctrl_pipeline.emulator.node import Pod

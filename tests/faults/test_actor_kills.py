@@ -17,10 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from resctrl_pipeline.supervise.policy import RestartPolicy
-from tests.faults.harness import MISSING, SKIP_REASON, FaultHarness, tick_loss, uids
+from tests.faults.harness import FaultHarness, tick_loss, uids
+from tests.prerequisites import requires
 from tests.support import poll_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON)]
+pytestmark = [pytest.mark.slow, requires("fuse")]
 
 PODS = 50
 SAMPLING = 0.1

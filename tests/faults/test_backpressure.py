@@ -17,15 +17,14 @@ import time
 import pytest
 
 from tests.faults.harness import (
-    MISSING,
-    SKIP_REASON,
     FaultHarness,
     rss_bytes,
     uids,
 )
+from tests.prerequisites import requires
 from tests.support import poll_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON)]
+pytestmark = [pytest.mark.slow, requires("fuse")]
 
 PODS = 50
 TOML = '[output]\nflush_interval = "1s"\n[pipeline]\nchannel_capacity = 8\n'

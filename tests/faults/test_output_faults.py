@@ -15,10 +15,11 @@ from collections.abc import Iterator
 import pyarrow.parquet as pq
 import pytest
 
-from tests.faults.harness import MISSING, SKIP_REASON, FaultHarness, uids
+from tests.faults.harness import FaultHarness, uids
+from tests.prerequisites import requires
 from tests.support import poll_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON)]
+pytestmark = [pytest.mark.slow, requires("fuse")]
 
 TOML = '[output]\nflush_interval = "300ms"\n'
 

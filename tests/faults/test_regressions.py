@@ -21,6 +21,7 @@ from resctrl_pipeline.resctrl.groups import ResctrlGroups, place_init_pid
 from resctrl_pipeline.resctrl.mondata import PreadReader, counter_files
 from resctrl_pipeline.supervise.supervisor import RuntimeDirError, prepare_runtime_dir
 from tests.memory_resctrl import MemoryResctrlOps
+from tests.prerequisites import requires
 from tests.support import make_group, make_resctrl_tree, set_counter
 
 
@@ -78,7 +79,7 @@ def test_listener_logs_hostile_uids_escaped_and_cut(
         assert len(message) < 400
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a file to another user")
+@requires("root")  # to give a file to another user
 def test_runtime_dir_with_a_foreign_socket_path_is_refused(tmp_path: Path) -> None:
     """tests/abuse/test_internal_sockets.py: a foreign file at an endpoint path made the
     actor that binds it crash at start, again after every restart, until ``up`` gave

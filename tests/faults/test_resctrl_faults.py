@@ -12,16 +12,15 @@ from collections.abc import Callable
 import pytest
 
 from tests.faults.harness import (
-    MISSING,
     PREFIX,
-    SKIP_REASON,
     FaultHarness,
     open_fds,
     uids,
 )
+from tests.prerequisites import requires
 from tests.support import poll_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON)]
+pytestmark = [pytest.mark.slow, requires("fuse")]
 
 WRITE_POINTS = ("mkdir", "rmdir", "write_tasks")
 

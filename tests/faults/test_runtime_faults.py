@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from tests.faults.harness import MISSING, PREFIX, SKIP_REASON, FaultHarness
+from tests.faults.harness import PREFIX, FaultHarness
+from tests.prerequisites import requires
 from tests.support import poll_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON)]
+pytestmark = [pytest.mark.slow, requires("fuse")]
 
 
 def _samples_grow(h: FaultHarness, n: int) -> None:

@@ -14,6 +14,7 @@ from resctrl_pipeline import codec
 from resctrl_pipeline.messages import GroupSnapshot, GroupState, MetadataSnapshot, PodLabels
 from resctrl_pipeline.topology import endpoint
 from tests.integration.pipeline import RunningPipeline
+from tests.prerequisites import requires
 from tests.support import make_group, make_resctrl_tree, poll_until
 
 pytestmark = pytest.mark.slow
@@ -111,7 +112,7 @@ def test_bad_config_exits_2(short_tmp: str) -> None:
     assert "sampling.interval" in p.log() and "'soon'" in p.log()
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give the directory away")
+@requires("root")  # to give the directory away
 def test_runtime_dir_of_another_user_is_refused(short_tmp: str) -> None:
     run = os.path.join(short_tmp, "run")
     os.mkdir(run)

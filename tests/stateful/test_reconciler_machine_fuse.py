@@ -18,23 +18,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from resctrl_pipeline.demo import missing_prerequisites
 from resctrl_pipeline.emulator.resctrltree import ResctrlTree
 from resctrl_pipeline.resctrl.errnos import ResctrlWriteError, TaskRefused
 from resctrl_pipeline.resctrl.groups import ResctrlGroups
+from tests.prerequisites import missing, requires
 from tests.stateful.test_reconciler_machine import PREFIX, run_machine
 
+needs_fuse = requires("fuse")
 
-def _missing() -> str:
-    if os.geteuid() != 0:
-        return "needs root to mount the FUSE resctrl emulation"
-    return "; ".join(missing_prerequisites())
-
-
-MISSING = _missing()
-needs_fuse = pytest.mark.skipif(bool(MISSING), reason=MISSING or "n/a")
-
-if not MISSING:
+if not missing("fuse"):
     from tests.stateful.fuse_kernel import FuseKernel
 
 

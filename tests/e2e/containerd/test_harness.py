@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import tarfile
@@ -14,6 +13,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
+from tests.prerequisites import requires
 
 from . import daemon
 from .burst import percentile
@@ -177,7 +178,7 @@ def test_launch_refuses_to_run_without_root(
         daemon.launch(tmp_path)
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+@requires("gcc")
 def test_workload_runs_the_requested_threads_and_stops_on_sigterm(tmp_path: Path) -> None:
     binary = build_static(CSRC / "workload.c", tmp_path, pthread=True)
     proc = subprocess.Popen(
