@@ -76,7 +76,8 @@ def main() -> None:
 )
 def up(config_file: str | None, only: str | None, **flags: Any) -> None:
     """Run the pipeline in the foreground until SIGTERM/SIGINT."""
-    from resctrl_pipeline.supervise.supervisor import RuntimeDirError, Supervisor
+    from resctrl_pipeline.errors import PipelineError
+    from resctrl_pipeline.supervise.supervisor import Supervisor
     from resctrl_pipeline.topology import ACTORS
 
     sources, cfg = _load(config_file, flags)
@@ -91,7 +92,7 @@ def up(config_file: str | None, only: str | None, **flags: Any) -> None:
     _setup_logging(cfg.log_level)
     try:
         code = Supervisor(cfg, sources, actors=actors).run()
-    except (RuntimeDirError, OSError) as err:
+    except (PipelineError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)
     sys.exit(code)
@@ -113,60 +114,68 @@ def config_cmd(config_file: str | None, example: bool, markdown: bool, **flags: 
     click.echo(render_toml(sources), nl=False)
 
 
-def _runtime_pids(runtime_dir: str) -> dict[str, Any]:
-    path = os.path.join(runtime_dir, "pids.json")
+def _locate(sources: Sources, cfg: Config) -> Any:
+    """The running pipeline the user means (runtime dir, or --http-addr); exit 1 if none."""
+    from resctrl_pipeline.instance import InstanceError, locate
+
     try:
-        with open(path, encoding="utf-8") as f:
-            doc: dict[str, Any] = json.load(f)
-            return doc
-    except (OSError, ValueError) as err:
-        click.echo(f"error: no running pipeline found in {runtime_dir} ({err})", err=True)
+        return locate(cfg.runtime_dir, cfg.http_addr, sources.origin["pipeline.runtime_dir"],
+                      sources.origin["http.addr"])  # fmt: skip
+    except InstanceError as err:
+        click.echo(f"error: {err}", err=True)
         sys.exit(1)
 
 
 @main.command()
 @_config_options
 def rotate(config_file: str | None, **flags: Any) -> None:
-    """Ask the running writer to finalise its file and start a new one (SIGUSR1)."""
-    _, cfg = _load(config_file, flags)
-    doc = _runtime_pids(cfg.runtime_dir)
-    pid = doc.get("actors", {}).get("writer") or doc.get("supervisor")
-    if not isinstance(pid, int) or pid <= 0:
-        click.echo("error: the pipeline has no writer running", err=True)
+    """Ask the running writer to finalise its file and start a new one (SIGUSR1).
+
+    The writer is found through the runtime directory (or --http-addr) and signalled
+    only if its pid still names the process that was recorded there.
+    """
+    from resctrl_pipeline.instance import InstanceError, verify_process
+
+    sources, cfg = _load(config_file, flags)
+    inst = _locate(sources, cfg)
+    writer = inst.processes.get("writer")
+    if writer is None:
+        click.echo(f"error: {inst.where}: the pipeline has no writer running", err=True)
         sys.exit(1)
     try:
-        os.kill(pid, signal.SIGUSR1)
+        verify_process(writer, inst.where)
+        os.kill(writer.pid, signal.SIGUSR1)
+    except InstanceError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
     except ProcessLookupError:
-        click.echo(f"error: process {pid} from {cfg.runtime_dir}/pids.json is gone", err=True)
+        click.echo(f"error: the writer (pid {writer.pid}) exited just now; try again", err=True)
         sys.exit(1)
-    click.echo(f"rotation requested (SIGUSR1 to pid {pid})")
-
-
-def _get_status(http_addr: str) -> dict[str, Any]:
-    # Imported here: urllib pulls in http.client, email and ssl, which `up` (the
-    # supervisor, a long-lived process) has no use for.
-    import urllib.error
-    import urllib.request
-
-    url = f"http://{http_addr}/status"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            doc: dict[str, Any] = json.load(resp)
-            return doc
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        click.echo(f"error: cannot reach the pipeline at {url}: {err}", err=True)
+    except PermissionError:
+        click.echo(f"error: not allowed to signal the writer (pid {writer.pid}): run as the "
+                   "pipeline's user, e.g. with sudo", err=True)  # fmt: skip
         sys.exit(1)
+    click.echo(f"rotation requested (SIGUSR1 to the writer, pid {writer.pid})")
 
 
 @main.command()
 @_config_options
 @click.option("--json", "as_json", is_flag=True, help="Print the raw /status document.")
 def status(config_file: str | None, as_json: bool, **flags: Any) -> None:
-    """Actors, pids, uptime, restarts, drops and last sample, as a table."""
+    """Actors, pids, uptime, restarts, drops and last sample, as a table.
+
+    The pipeline is found through the runtime directory (or --http-addr).
+    """
+    from resctrl_pipeline.instance import InstanceError, fetch_json
     from resctrl_pipeline.status_table import format_status
 
-    _, cfg = _load(config_file, flags)
-    doc = _get_status(cfg.http_addr)
+    sources, cfg = _load(config_file, flags)
+    inst = _locate(sources, cfg)
+    try:
+        doc = fetch_json(f"{inst.http_url}/status")
+    except InstanceError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
     click.echo(json.dumps(doc, indent=2) if as_json else format_status(doc))
 
 

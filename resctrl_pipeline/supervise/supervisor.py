@@ -29,19 +29,25 @@ import zmq
 from resctrl_pipeline import codec
 from resctrl_pipeline.config import Config, Sources, dump_handoff
 from resctrl_pipeline.errors import DecodeError, PipelineError
+from resctrl_pipeline.instance import process_start_ticks
 from resctrl_pipeline.messages import ActorStats
+from resctrl_pipeline.ownership import DirectoryLock, OwnershipError
 from resctrl_pipeline.supervise.health import ActorView, PipelineView
 from resctrl_pipeline.supervise.http import HttpEndpoints
 from resctrl_pipeline.supervise.policy import RestartPolicy
 from resctrl_pipeline.supervise.spawner import ActorProcess, available_actors
 from resctrl_pipeline.topology import ACTORS, EDGES, endpoint
 
-__all__ = ["RuntimeDirError", "Supervisor", "prepare_runtime_dir"]
+__all__ = ["HttpAddressError", "RuntimeDirError", "Supervisor", "prepare_runtime_dir"]
 
 log = logging.getLogger(__name__)
 
 #: Stop order: producers before consumers, so every consumer can drain.
 STOP_ORDER = ("nri-listener", "reconciler", "sampler", "writer")
+
+
+class HttpAddressError(PipelineError):
+    """The HTTP address cannot be served (in use, or not an address of this host)."""
 
 
 class RuntimeDirError(PipelineError):
@@ -132,8 +138,11 @@ class Supervisor:
 
     def _write_pids(self) -> None:
         pids = {name: p.pid for name, p in self.procs.items() if p.running()}
+        # Start times let `rotate` tell our processes from later holders of the same pid.
+        started = {name: process_start_ticks(pid) for name, pid in
+                   [("supervisor", os.getpid()), *pids.items()] if pid}  # fmt: skip
         doc = {"supervisor": os.getpid(), "http_addr": self.cfg.http_addr,
-               "http_port": self.http_port, "actors": pids}  # fmt: skip
+               "http_port": self.http_port, "actors": pids, "started": started}  # fmt: skip
         _write_private(os.path.join(self.cfg.runtime_dir, "pids.json"), json.dumps(doc).encode())
 
     def _start(self, name: str) -> None:
@@ -194,8 +203,22 @@ class Supervisor:
                     view.stats = body
 
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT (0) or until giving up on an actor (1)."""
+        """Run until SIGTERM/SIGINT (0) or until giving up on an actor (1).
+
+        Raises:
+            RuntimeDirError, OwnershipError: the runtime or output directory cannot be
+                used or is held by another instance.
+            HttpAddressError: the HTTP address cannot be served.
+        """
         prepare_runtime_dir(self.cfg.runtime_dir)
+        locks = self._own_directories()
+        try:
+            return self._run_owned()
+        finally:
+            for lock in locks:
+                lock.release()
+
+    def _run_owned(self) -> int:
         _write_private(self.config_path, dump_handoff(self.sources))
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         stats = ctx.socket(zmq.PULL)
@@ -207,6 +230,12 @@ class Supervisor:
             os.unlink(address[len("ipc://") :])
         stats.bind(address)
         os.chmod(address[len("ipc://") :], 0o600)
+        try:
+            http = HttpEndpoints(self.cfg.http_addr, lambda: self.view)
+        except OSError as err:
+            stats.close(0)
+            raise HttpAddressError(f"cannot serve HTTP on {self.cfg.http_addr}: {err.strerror} "
+                                   "(choose another with --http-addr)") from err  # fmt: skip
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -216,7 +245,6 @@ class Supervisor:
         }
         old_chld = signal.signal(signal.SIGCHLD, lambda *_: None)
         old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-        http = HttpEndpoints(self.cfg.http_addr, lambda: self.view)
         self.http_port = http.port
         http.start()
         log.info("serving /live /ready /metrics /status on %s (port %d)",
@@ -261,6 +289,21 @@ class Supervisor:
             wake_r.close()
             wake_w.close()
         return code
+
+    def _own_directories(self) -> list[DirectoryLock]:
+        """Lock the runtime and the output directory (the spool with s3:// output).
+
+        Raises:
+            OwnershipError: another instance holds one of them.
+        """
+        out = self.cfg.spool_dir if self.cfg.output_dir.startswith("s3://") else self.cfg.output_dir
+        locks = [DirectoryLock(self.cfg.runtime_dir, "runtime dir")]
+        try:
+            locks.append(DirectoryLock(out, "output dir"))
+        except OwnershipError:
+            locks[0].release()
+            raise
+        return locks
 
     def _shutdown(self) -> None:
         order = [a for a in STOP_ORDER if a in self.procs]
