@@ -318,8 +318,9 @@ class Actor:
             counters[f"received_{edge}"] = n
         for edge, n in self._sent.items():
             counters[f"sent_{edge}"] = n
-        for edge, n in self._drops.total.items():
-            counters[f"dropped_{edge}"] = n
+        for edge in self._push:
+            # Zero before the first drop, so that a dashboard's drop rate reads 0, not "no data".
+            counters[f"dropped_{edge}"] = self._drops.total.get(edge, 0)
         for name, n in self._schedule.missed.items():
             if not name.startswith("__"):
                 counters[f"missed_ticks_{name}"] = n

@@ -22,6 +22,14 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       kustomize >/dev/null || echo "setup: kustomize unavailable; its test will skip" >&2
   fi
+  # The metrics tests scrape a running pipeline with a real Prometheus server and
+  # lint /metrics with promtool (both in Debian's prometheus package).
+  if [ "$want_dev" = 1 ] && ! command -v promtool >/dev/null 2>&1; then
+    echo "setup: installing prometheus (apt)"
+    apt-get update -qq >/dev/null || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      prometheus >/dev/null || echo "setup: prometheus unavailable; its tests will skip" >&2
+  fi
 fi
 
 PY=${PYTHON:-python3}

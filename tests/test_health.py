@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import urllib.request
+
+import pytest
 from prometheus_client import generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from resctrl_pipeline.messages import ActorStats
+from resctrl_pipeline.nri.listener_core import LatencyHistogram
 from resctrl_pipeline.status_table import format_status
+from resctrl_pipeline.supervise.families import MAX_LABEL_VALUES
 from resctrl_pipeline.supervise.health import (
     ActorView,
     MetricsCollector,
     PipelineView,
     readiness,
 )
+from resctrl_pipeline.supervise.http import HttpEndpoints
 
 
 def view() -> PipelineView:
@@ -86,3 +99,130 @@ def test_status_table() -> None:
                                 "LAST", "SAMPLE"]  # fmt: skip
     assert lines[1].split() == ["sampler", "10", "running", "60s", "0", "7", "10s", "ago"]
     assert "not ready:" in table
+
+
+def _families(v: PipelineView) -> dict[str, Metric]:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(MetricsCollector(lambda: v))  # type: ignore[arg-type]
+    return {f.name: f for f in text_string_to_metric_families(generate_latest(reg).decode())}
+
+
+def test_latency_counters_become_a_real_histogram() -> None:
+    hist = LatencyHistogram()
+    for seconds in (0.0003, 0.003, 0.004, 3.0):  # ≤0.5 ms, two ≤5 ms, one past 2 s
+        hist.observe(seconds)
+    v = view()
+    counters = hist.counters("nri_answer_seconds")
+    v.actors["sampler"].stats = ActorStats("sampler", 10, 100.0, counters=counters)
+    fam = _families(v)["resctrl_pipeline_nri_answer_seconds"]
+    assert fam.type == "histogram"
+    buckets = {s.labels["le"]: s.value for s in fam.samples if s.name.endswith("_bucket")}
+    assert buckets["0.0005"] == 1 and buckets["0.005"] == 3 and buckets["2.0"] == 3
+    assert buckets["+Inf"] == 4
+    (count,) = [s.value for s in fam.samples if s.name.endswith("_count")]
+    (total,) = [s.value for s in fam.samples if s.name.endswith("_sum")]
+    assert count == 4 and total == pytest.approx(3.0073)
+    assert all(s.labels["actor"] == "sampler" for s in fam.samples)
+
+
+def test_methods_events_edges_and_timers_are_labels_not_names() -> None:
+    v = view()
+    v.actors["sampler"].stats = ActorStats(
+        "sampler", 10, 100.0,
+        counters={"nri_requests.Synchronize": 2, "nri_requests.other": 5,
+                  "nri_event.START_CONTAINER": 7, "sent_occupancy": 9,
+                  "missed_ticks_sample": 1, "nri_fast_path.ok": 3},
+        gauges={"last_sample_seconds": 150.0},
+    )  # fmt: skip
+    fams = _families(v)
+    text = {(f.name, tuple(sorted(s.labels.items())), s.value)
+            for f in fams.values() for s in f.samples}  # fmt: skip
+    assert ("resctrl_pipeline_nri_requests", (("actor", "sampler"), ("method", "Synchronize")),
+            2.0) in text  # fmt: skip
+    assert ("resctrl_pipeline_nri_requests", (("actor", "sampler"), ("method", "other")),
+            5.0) in text  # fmt: skip
+    assert ("resctrl_pipeline_nri_events", (("actor", "sampler"), ("event", "START_CONTAINER")),
+            7.0) in text  # fmt: skip
+    assert ("resctrl_pipeline_messages_sent", (("actor", "sampler"), ("edge", "occupancy")),
+            9.0) in text  # fmt: skip
+    assert ("resctrl_pipeline_missed_ticks", (("actor", "sampler"), ("timer", "sample")),
+            1.0) in text  # fmt: skip
+    assert ("resctrl_pipeline_nri_fast_path", (("actor", "sampler"), ("outcome", "ok")),
+            3.0) in text  # fmt: skip
+    assert fams["resctrl_pipeline_last_sample_timestamp_seconds"].type == "gauge"
+    assert not [n for n in fams if "Synchronize" in n or "START_CONTAINER" in n]
+
+
+def test_label_values_are_bounded() -> None:
+    v = view()
+    counters = {f"nri_requests.M{i}": 1.0 for i in range(500)}
+    counters["read_errors_not a label"] = 4.0
+    v.actors["sampler"].stats = ActorStats("sampler", 10, 100.0, counters=counters)
+    v.actors["writer"].stats = ActorStats("writer", 11, 100.0,
+                                          counters={"nri_requests.W": 2.0})  # fmt: skip
+    fams = _families(v)
+    methods = fams["resctrl_pipeline_nri_requests"].samples
+    assert len(methods) <= MAX_LABEL_VALUES + 2  # the kept values, plus other per actor
+    assert sum(s.value for s in methods) == 502  # nothing lost: the rest counts as other
+    assert {s.labels["method"] for s in methods if s.labels["actor"] == "writer"} == {"other"}
+    (bad,) = fams["resctrl_pipeline_read_errors"].samples
+    assert bad.labels["reason"] == "other" and bad.value == 4
+
+
+def _realistic_view() -> PipelineView:
+    hist = LatencyHistogram()
+    hist.observe(0.002)
+    v = view()
+    v.actors["sampler"].stats = ActorStats(
+        "sampler", 10, 100.0,
+        counters={"samples": 5, "ticks": 5, "dropped_occupancy": 3, "read_errors_unavailable": 1,
+                  "received_groups": 4, "sent_occupancy": 5, "missed_ticks_sample": 0,
+                  "decode_errors": 0, **hist.counters("nri_answer_seconds"),
+                  **hist.counters("fastpath_seconds"), "nri_requests.Synchronize": 1,
+                  "nri_event.START_CONTAINER": 1, "nri_disconnects.eof": 1},
+        gauges={"pods": 4, "last_sample_seconds": 150.0, "nri_answer_seconds_max": 0.002,
+                "buffered_bytes": 10},
+    )  # fmt: skip
+    v.actors["writer"].stats = ActorStats("writer", 11, 100.0,
+                                          counters={"rows_written": 7, "rotations_size": 1},
+                                          gauges={"disk_full": 0})  # fmt: skip
+    return v
+
+
+def test_promtool_finds_nothing_to_complain_about() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (scripts/setup.sh --dev installs prometheus)")
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(MetricsCollector(_realistic_view))
+    text = generate_latest(reg)
+    done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _get(port: int, path: str, accept: str | None) -> tuple[str, str]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if accept is not None:
+        req.add_header("Accept", accept)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.headers["Content-Type"], r.read().decode()
+
+
+def test_openmetrics_when_the_scraper_asks_for_it() -> None:
+    http = HttpEndpoints("127.0.0.1:0", _realistic_view)
+    http.start()
+    try:
+        prom_accept = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                       "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")  # fmt: skip
+        ctype, body = _get(http.port, "/metrics", prom_accept)
+        assert ctype.startswith("application/openmetrics-text")
+        assert body.endswith("# EOF\n")
+        fams = {f.name: f for f in openmetrics_families(body)}
+        assert fams["resctrl_pipeline_nri_answer_seconds"].type == "histogram"
+        assert fams["resctrl_pipeline_samples"].type == "counter"
+        ctype, body = _get(http.port, "/metrics", None)
+        assert ctype.startswith("text/plain") and "# EOF" not in body
+        assert "resctrl_pipeline_samples_total" in body
+    finally:
+        http.stop()

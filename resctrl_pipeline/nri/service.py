@@ -36,7 +36,7 @@ from resctrl_pipeline.nri.events import (
 )
 from resctrl_pipeline.nri.ttrpc import Code, RpcError
 
-__all__ = ["PLUGIN_SERVICE", "RUNTIME_SERVICE", "PluginService"]
+__all__ = ["PLUGIN_METHODS", "PLUGIN_SERVICE", "RUNTIME_SERVICE", "PluginService", "method_label"]
 
 PLUGIN_SERVICE: Final = "nri.pkg.api.v1alpha1.Plugin"
 RUNTIME_SERVICE: Final = "nri.pkg.api.v1alpha1.Runtime"
@@ -46,6 +46,20 @@ _M = TypeVar("_M", bound=ProtobufMessage)
 
 _BY_NUMBER: Final = {spec.event.value: spec for spec in EVENTS}
 _BY_DEDICATED: Final = {spec.dedicated: spec for spec in EVENTS}
+
+#: Every method of the Plugin service (the fixed set of ``requests.<method>`` labels).
+PLUGIN_METHODS: Final = frozenset(
+    {"Configure", "Synchronize", "Shutdown", "StateChange", *_BY_DEDICATED}
+)
+
+
+def method_label(method: str) -> str:
+    """``method`` if the Plugin service has it, else ``other``.
+
+    Method names come from the peer and end up as counter names and metric labels: a
+    runtime inventing names must not be able to grow them without bound.
+    """
+    return method if method in PLUGIN_METHODS else "other"
 
 
 def _decode(cls: type[_M], payload: bytes) -> _M:
@@ -70,7 +84,8 @@ class PluginService:
 
     Attributes:
         counters: ``event.<NAME>`` per delivered event, ``event_ignored.<NAME>`` for
-            events outside the subscription, ``handler_errors``, ``sync_chunks``.
+            events outside the subscription (``event_ignored.other`` for numbers that
+            name no event), ``handler_errors``, ``sync_chunks``.
         configured: Configure has been answered.
         synchronized: the final Synchronize chunk has been answered.
     """
@@ -155,7 +170,8 @@ class PluginService:
         request = _decode(nri_pb2.StateChangeEvent, payload)
         spec = _BY_NUMBER.get(request.event)
         if spec is None:
-            self.counters[f"event_ignored.EVENT_{request.event}"] += 1
+            # The number comes from the peer: unknown ones share one counter.
+            self.counters["event_ignored.other"] += 1
             return b""
         container = request.container if spec.has_container else None
         self._deliver(spec, request.pod, container)

@@ -31,7 +31,7 @@ from resctrl_pipeline.nri.mux import (
     FrameReader,
     encode_frames,
 )
-from resctrl_pipeline.nri.service import RUNTIME_SERVICE, PluginService
+from resctrl_pipeline.nri.service import RUNTIME_SERVICE, PluginService, method_label
 from resctrl_pipeline.nri.ttrpc import (
     ClientStreams,
     Code,
@@ -161,7 +161,7 @@ class PluginSession:
         except MalformedMessage as err:
             self._reply_error(item.stream_id, RpcError(Code.INVALID_ARGUMENT, str(err)))
             return
-        self.counters[f"requests.{request.method}"] += 1
+        self.counters[f"requests.{method_label(request.method)}"] += 1
         try:
             payload = self.service.call(request.service, request.method, request.payload)
         except RpcError as err:

@@ -2,34 +2,22 @@
 
 The supervisor keeps the latest :class:`ActorStats` per actor plus its own process
 facts; this module turns them into the ``/ready`` verdict and Prometheus families.
-Counter names from the actors follow conventions that map onto labelled metrics:
-``dropped_<edge>`` → ``resctrl_pipeline_dropped_messages_total{edge}``,
-``read_errors_<reason>`` → ``resctrl_pipeline_read_errors_total{reason}`` (likewise
-``write_errors_``, ``rotations_``, ``rejected_batches_``); every other
-counter becomes ``resctrl_pipeline_<name>_total{actor}`` and every gauge
-``resctrl_pipeline_<name>{actor}``.
+The actors' counters and gauges become families as :mod:`.families` describes
+(histograms, labelled counters with bounded label values, plain counters and gauges).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from resctrl_pipeline.messages import ActorStats
+from resctrl_pipeline.supervise.families import ActorFamilies
 
 __all__ = ["ActorView", "MetricsCollector", "PipelineView", "readiness"]
 
-_NAME = re.compile(r"[^a-zA-Z0-9_]")
-_LABELLED = {
-    "dropped_": ("dropped_messages", "edge", "Messages dropped at a full high-water mark."),
-    "read_errors_": ("read_errors", "reason", "Counter reads that gave no number, by reason."),
-    "write_errors_": ("write_errors", "reason", "Output writes that failed, by errno name."),
-    "rotations_": ("rotations", "reason", "Output files finalised, by reason."),
-    "rejected_batches_": ("rejected_batches", "reason", "Occupancy batches refused, by reason."),
-}
 
 
 @dataclass
@@ -99,10 +87,6 @@ def readiness(view: PipelineView) -> tuple[bool, list[str]]:
     return (not reasons, reasons)
 
 
-def _metric_name(text: str) -> str:
-    return _NAME.sub("_", text).strip("_")[:120] or "unnamed"
-
-
 class MetricsCollector:
     """prometheus_client collector reading a :class:`PipelineView` at scrape time."""
 
@@ -119,34 +103,11 @@ class MetricsCollector:
         )
         ready_fam = GaugeMetricFamily("resctrl_pipeline_ready", "1 when /ready answers 200.")
         ready_fam.add_metric([], 1.0 if readiness(view)[0] else 0.0)
-        labelled = {
-            prefix: CounterMetricFamily(f"resctrl_pipeline_{name}", help_, labels=["actor", label])
-            for prefix, (name, label, help_) in _LABELLED.items()
-        }
-        counters: dict[str, CounterMetricFamily] = {}
-        gauges: dict[str, GaugeMetricFamily] = {}
+        families = ActorFamilies()
         for name, actor in sorted(view.actors.items()):
             up.add_metric([name], 1.0 if actor.running else 0.0)
             restarts.add_metric([name], float(actor.restarts))
-            if actor.stats is None:
-                continue
-            for key, value in sorted(actor.stats.counters.items()):
-                for prefix, fam in labelled.items():
-                    if key.startswith(prefix):
-                        fam.add_metric([name, _metric_name(key[len(prefix) :])], value)
-                        break
-                else:
-                    metric = _metric_name(key)
-                    fam_c = counters.setdefault(metric, CounterMetricFamily(
-                        f"resctrl_pipeline_{metric}", f"Actor counter {metric}.",
-                        labels=["actor"]))  # fmt: skip
-                    fam_c.add_metric([name], value)
-            for key, value in sorted(actor.stats.gauges.items()):
-                metric = _metric_name(key)
-                fam_g = gauges.setdefault(metric, GaugeMetricFamily(
-                    f"resctrl_pipeline_{metric}", f"Actor gauge {metric}.",
-                    labels=["actor"]))  # fmt: skip
-                fam_g.add_metric([name], value)
-        yield from (up, restarts, ready_fam, *labelled.values())
-        yield from counters.values()
-        yield from gauges.values()
+            if actor.stats is not None:
+                families.add(name, actor.stats.counters, actor.stats.gauges)
+        yield from (up, restarts, ready_fam)
+        yield from families.collect()

@@ -1,5 +1,8 @@
 """HTTP endpoints of the supervisor: ``/live``, ``/ready``, ``/metrics``, ``/status``.
 
+``/metrics`` answers in the Prometheus text format, or in OpenMetrics when the
+``Accept`` header asks for ``application/openmetrics-text``.
+
 Served from a daemon thread with the standard library's threading HTTP server; the
 handlers only read a :class:`PipelineView` obtained through a callable, so the
 supervisor's loop never waits for a scrape.
@@ -12,7 +15,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from resctrl_pipeline.supervise.health import MetricsCollector, PipelineView, readiness
@@ -52,7 +55,9 @@ class HttpEndpoints:
                     )
                     self._reply(200 if ok else 503, text.encode())
                 elif path == "/metrics":
-                    self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                    # OpenMetrics when the scraper's Accept header asks for it.
+                    encode, ctype = choose_encoder(self.headers.get("Accept", ""))
+                    self._reply(200, encode(registry), ctype)
                 elif path == "/status":
                     body = json.dumps(view().as_json(), indent=2, sort_keys=True).encode()
                     self._reply(200, body + b"\n", "application/json")

@@ -132,6 +132,27 @@ def test_any_well_formed_state_change_is_answered_with_success(
     assert reply.body == b""  # empty success, whatever the event's content
 
 
+def test_invented_method_names_and_event_numbers_do_not_grow_the_counters() -> None:
+    """Counter names become metric labels: a peer must not be able to mint new ones."""
+    session = _session()
+    invented = [f"Method{i}" for i in range(200)]
+    wire = b"".join(_request(2 * i + 1, m) for i, m in enumerate(invented))
+    events = [
+        nri_pb2.StateChangeEvent(pod=nri_pb2.PodSandbox(id="p")).SerializeToString()
+        + b"\x08" + bytes([n])  # field 1 (event), an unknown number
+        for n in range(30, 127)
+    ]
+    wire += b"".join(_request(1001 + 2 * i, "StateChange", e) for i, e in enumerate(events))
+    session.receive(wire)
+    assert len(_replies(session.take_output())) == len(invented) + len(events)
+    counters = {**session.counters, **session.service.counters}
+    assert counters["requests.other"] == len(invented)
+    assert counters["requests.StateChange"] == len(events)
+    assert counters["event_ignored.other"] == len(events)
+    assert not [k for k in counters if k.startswith("requests.Method")]
+    assert not [k for k in counters if k.startswith("event_ignored.EVENT_")]
+
+
 def test_oversized_ttrpc_message_is_refused_and_the_next_one_served() -> None:
     session = _session()
     big = encode_message(1, 1, b"\0" * (MAX_BODY + 1))
