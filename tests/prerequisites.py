@@ -75,12 +75,20 @@ def _kustomize() -> str:
     return ""
 
 
+def _prometheus() -> str:
+    # The metrics tests run a real Prometheus server and lint with its promtool.
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        return ""
+    return "prometheus/promtool not installed (scripts/setup.sh --dev as root installs them)"
+
+
 #: Every prerequisite ``requires``/``need`` accept, with its check ("" = present).
 CHECKS: dict[str, Callable[[], str]] = {
     "root": _root,
     "fuse": _fuse,
     "gcc": _gcc,
     "kustomize": _kustomize,
+    "prometheus": _prometheus,
 }
 
 
