@@ -13,6 +13,13 @@ output edge, and runs one poll loop that
   ``snapshot_interval`` (anti-entropy: PUSH/PULL has no back channel),
 * logs drops at most once a second per edge: ``Dropped N <what> in the last second``,
 * turns SIGTERM/SIGINT into an orderly stop and SIGUSR1 into ``core.on_signal``,
+* isolates faults: a hook that raises loses its input (message, timer tick, signal),
+  is counted (``hook_errors_<hook>``) and logged sparingly (traceback the first
+  time), and every stateful output is marked dirty so that a full snapshot
+  re-converges the consumers; only ``max_consecutive_hook_errors`` failures in a row
+  of one hook on one input end the actor (exit 1) so the supervisor restarts it,
+* runs a core's long work in steps (:meth:`Core.more_work`): the loop then polls
+  without waiting, so heartbeats and inputs keep flowing between the steps,
 * pushes an :class:`~resctrl_pipeline.messages.ActorStats` heartbeat to the supervisor.
 
 Only this module and the supervisor import zmq.
@@ -40,6 +47,7 @@ from resctrl_pipeline.config import Config, load, load_handoff, resolve
 from resctrl_pipeline.core import Core, Outputs, Stats, Timer
 from resctrl_pipeline.droplog import DropLog
 from resctrl_pipeline.errors import ConfigError, DecodeError
+from resctrl_pipeline.hookfaults import HookFaults
 from resctrl_pipeline.messages import ActorStats, Message
 from resctrl_pipeline.topology import EDGES, edges_from, edges_into, endpoint
 
@@ -98,6 +106,8 @@ class ActorSettings:
     #: Edge name → endpoint override (tests); default from :func:`topology.endpoint`.
     endpoints: dict[str, str] = field(default_factory=dict)
     install_signal_handlers: bool = True
+    #: Failures in a row of one hook on one input that end the actor (exit 1).
+    max_consecutive_hook_errors: int = 5
 
 
 class Actor:
@@ -117,6 +127,8 @@ class Actor:
         self._decode_errors = 0
         self._started_at = time.time()
         self._stop = False
+        self._failed = False
+        self._faults = HookFaults(settings.max_consecutive_hook_errors)
         self._pending_signals: list[str] = []
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -186,13 +198,18 @@ class Actor:
         """
         now = self.settings.clock()
         if self._dirty.get(edge):
-            if self._writable(edge):
-                snap = self.core.snapshot(edge)
-                if snap is not None and self._try_send(edge, snap):
+            if not self._writable(edge):
+                self._drops.record(edge, now)
+                return False
+            snap = self._snapshot(edge)
+            if snap is not None:
+                if self._try_send(edge, snap):
                     self._dirty[edge] = False
                     return True
-            self._drops.record(edge, now)
-            return False
+                self._drops.record(edge, now)
+                return False
+            # No snapshot yet (the core does not know the full state): the delta is
+            # the best there is; the edge stays dirty until a snapshot goes out.
         if self._try_send(edge, msg):
             return True
         self._drops.record(edge, now)
@@ -217,9 +234,31 @@ class Actor:
     def _retry_dirty(self) -> None:
         for edge, dirty in self._dirty.items():
             if dirty and self._writable(edge):
-                snap = self.core.snapshot(edge)
+                snap = self._snapshot(edge)
                 if snap is not None and self._try_send(edge, snap):
                     self._dirty[edge] = False
+
+    # --- fault isolation ----------------------------------------------------------------
+
+    def _hook_failed(self, hook: str, where: str, err: Exception) -> None:
+        """Count a hook's failure; its input is lost, so re-send every stateful output
+        in full (the core may have applied part of it); stop after too many in a row."""
+        for edge in self._push:
+            if EDGES[edge].stateful:
+                self._dirty[edge] = True
+        if self._faults.failed(hook, where, err, self.settings.clock()):
+            self._failed = self._stop = True
+
+    def _snapshot(self, edge: str) -> Message | None:
+        """The core's snapshot of ``edge``, or None when building it failed (counted;
+        the edge stays dirty and is tried again)."""
+        try:
+            snap = self.core.snapshot(edge)
+        except Exception as err:
+            self._hook_failed("snapshot", edge, err)
+            return None
+        self._faults.succeeded("snapshot", edge)
+        return snap
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -244,6 +283,8 @@ class Actor:
         now = clock()
         deadlines = [d for d in (self._schedule.next_deadline(), self._drops.next_due()) if d]
         wait = max(0.0, min(deadlines) - now) if deadlines else 1.0
+        if self._core_busy():
+            wait = 0.0  # a long job is under way: only look for input, then go on with it
         if max_wait is not None:
             wait = min(wait, max_wait)
         try:
@@ -264,9 +305,22 @@ class Actor:
                 self._drain(edge, sock)
         for fd in self._fds:
             if fd in events:
-                self._emit(self.core.on_readable(fd, clock()))
+                try:
+                    out = self.core.on_readable(fd, clock())
+                except Exception as err:
+                    self._hook_failed("on_readable", "fd", err)
+                else:
+                    self._faults.succeeded("on_readable", "fd")
+                    self._emit(out)
         while self._pending_signals:
-            self._emit(self.core.on_signal(self._pending_signals.pop(0), clock()))
+            signame = self._pending_signals.pop(0)
+            try:
+                out = self.core.on_signal(signame, clock())
+            except Exception as err:
+                self._hook_failed("on_signal", signame, err)
+            else:
+                self._faults.succeeded("on_signal", signame)
+                self._emit(out)
         now = clock()
         for name in self._schedule.due(now):
             if name == "__stats":
@@ -274,7 +328,21 @@ class Actor:
             elif name == "__snapshot":
                 self._send_snapshots()
             else:
-                self._emit(self.core.on_timer(name, now))
+                try:
+                    out = self.core.on_timer(name, now)
+                except Exception as err:
+                    self._hook_failed("on_timer", name, err)
+                else:
+                    self._faults.succeeded("on_timer", name)
+                    self._emit(out)
+        if self._core_busy():
+            try:
+                out = self.core.on_continue(clock())
+            except Exception as err:
+                self._hook_failed("on_continue", "", err)
+            else:
+                self._faults.succeeded("on_continue", "")
+                self._emit(out)
         self._retry_dirty()
         for edge, n in self._drops.due(now):
             log.warning("Dropped %d %s in the last second", n, EDGES[edge].what)
@@ -296,8 +364,22 @@ class Actor:
                 self._decode_errors += 1
                 log.warning("skipping malformed message on %s: %s", edge, err)
                 continue
-            self._emit(self.core.on_message(edge, env.body, self.settings.clock()))
+            try:
+                out = self.core.on_message(edge, env.body, self.settings.clock())
+            except Exception as err:
+                self._hook_failed("on_message", edge, err)
+                continue
+            self._faults.succeeded("on_message", edge)
+            self._emit(out)
         return True
+
+    def _core_busy(self) -> bool:
+        """Whether the core has a long job with steps left (False if asking fails)."""
+        try:
+            return self.core.more_work()
+        except Exception as err:
+            self._hook_failed("more_work", "", err)
+            return False
 
     def _send_snapshots(self) -> None:
         for edge in self._push:
@@ -306,13 +388,20 @@ class Actor:
             if not self._writable(edge):
                 self._dirty[edge] = True  # goes out once the consumer takes messages again
                 continue
-            snap = self.core.snapshot(edge)
+            snap = self._snapshot(edge)
             if snap is not None and not self._try_send(edge, snap):
                 self._dirty[edge] = True
 
     def stats(self) -> ActorStats:
         """The heartbeat: core statistics plus the shell's own counters."""
-        core: Stats = self.core.statistics()
+        try:
+            core: Stats = self.core.statistics()
+        except Exception as err:
+            # The shell's own counters still go out: a heartbeat proves the loop runs.
+            self._hook_failed("statistics", "", err)
+            core = Stats()
+        else:
+            self._faults.succeeded("statistics", "")
         counters = dict(core.counters)
         for edge, n in self._received.items():
             counters[f"received_{edge}"] = n
@@ -325,6 +414,7 @@ class Actor:
             if not name.startswith("__"):
                 counters[f"missed_ticks_{name}"] = n
         counters["decode_errors"] = self._decode_errors
+        counters.update(self._faults.counters())
         return ActorStats(
             actor=self.core.name, pid=os.getpid(), started_at=self._started_at,
             counters=counters, gauges=dict(core.gauges), ready=dict(core.ready),
@@ -336,7 +426,11 @@ class Actor:
         self._try_send("stats", self.stats())
 
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT (or :meth:`stop`); returns the exit code (0)."""
+        """Run until SIGTERM/SIGINT (or :meth:`stop`); returns the exit code.
+
+        0 after an orderly stop; 1 when a hook failed ``max_consecutive_hook_errors``
+        times in a row (the supervisor's restart policy then starts a fresh process).
+        """
         if self.settings.install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT, *_SIGNALS_TO_CORE):
                 signal.signal(sig, self._on_signal)
@@ -351,6 +445,9 @@ class Actor:
             gc.freeze()
             while not self._stop:
                 self.step()
+            if self._failed:
+                self._send_stats()  # the counters that explain the exit
+                return 1
             # Producers are stopped first, so what is queued now is all there is: take
             # it before the core finalises (the writer's last rows).
             for edge, sock in self._pull.items():
@@ -435,5 +532,6 @@ def run_actor(build: Callable[[Config], Core], argv: list[str] | None = None) ->
         runtime_dir=cfg.runtime_dir,
         channel_capacity=cfg.channel_capacity,
         snapshot_interval=cfg.retry_interval,
+        max_consecutive_hook_errors=cfg.max_consecutive_hook_errors,
     )
     return Actor(core, settings).run()

@@ -23,13 +23,14 @@ import os
 from dataclasses import dataclass
 from typing import Protocol
 
-from resctrl_pipeline.errors import PipelineError
+from resctrl_pipeline.errors import GONE_ERRNOS, PipelineError
 
 __all__ = [
     "V1_HIERARCHIES",
     "CgroupGone",
     "CgroupLayout",
     "CgroupReader",
+    "CgroupUnreadable",
     "CgroupView",
     "CgroupsUnavailable",
     "container_relpath",
@@ -55,6 +56,10 @@ class CgroupsUnavailable(PipelineError):
 
 class CgroupGone(PipelineError):
     """A cgroup directory no longer exists (its container or pod ended)."""
+
+
+class CgroupUnreadable(PipelineError):
+    """A cgroup's thread list could not be read for another reason (EACCES, EIO…)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +265,9 @@ class CgroupReader:
         or a runtime inside it); on v2 its threads then live only there.
 
         Raises:
-            CgroupGone: ``directory`` no longer exists.
+            CgroupGone: ``directory`` went away (any of :data:`GONE_ERRNOS`: on kernfs a
+                cgroup removed between ``open`` and ``read`` answers ENODEV).
+            CgroupUnreadable: any other OSError.
         """
         tids: set[int] = set()
         pending = [directory]
@@ -276,7 +283,9 @@ class CgroupReader:
                 if links != 2:
                     with os.scandir(current) as entries:
                         pending.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
-            except FileNotFoundError as err:
+            except OSError as err:
+                if err.errno not in GONE_ERRNOS:
+                    raise CgroupUnreadable(f"{current}: {err.strerror}") from err
                 if current == directory:
                     raise CgroupGone(directory) from err
                 continue  # a child cgroup went away mid-walk: its threads are gone too

@@ -193,6 +193,9 @@ KEYS: tuple[Key, ...] = (
     Key("pipeline.channel_capacity", 256, _positive_int(1_000_000),
         "High-water mark (messages) of each data edge; beyond it messages are dropped "
         "and counted.", "RESCTRL_CHANNEL_CAPACITY"),
+    Key("pipeline.max_consecutive_hook_errors", 5, _positive_int(1_000_000),
+        "Failures in a row of one actor's handler on one input (an edge, a timer) after "
+        "which the actor exits and is restarted; single failures only drop that input."),
     Key("pipeline.runtime_dir", "/run/resctrl-pipeline", _path,
         "Private directory (mode 0700) for the internal sockets.", None, "--runtime-dir"),
     Key("resctrl.root", "/sys/fs/resctrl", _path,
@@ -265,6 +268,7 @@ class Config:
     retry_interval: float
     health_interval: float
     channel_capacity: int
+    max_consecutive_hook_errors: int
     runtime_dir: str
     resctrl_root: str
     group_prefix: str
@@ -294,6 +298,7 @@ _FIELD_OF = {
     "reconcile.retry_interval": "retry_interval",
     "health.interval": "health_interval",
     "pipeline.channel_capacity": "channel_capacity",
+    "pipeline.max_consecutive_hook_errors": "max_consecutive_hook_errors",
     "pipeline.runtime_dir": "runtime_dir",
     "resctrl.root": "resctrl_root",
     "resctrl.group_prefix": "group_prefix",

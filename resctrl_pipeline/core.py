@@ -5,7 +5,12 @@ returns outputs as ``(edge, message)`` pairs. It never touches sockets, never sl
 and has no clock of its own, so unit tests and Hypothesis machines drive it directly.
 The shell owns sockets, the poll loop, timers, signals and stats heartbeats.
 
-Hooks have no-op defaults; a core overrides what it needs.
+Hooks have no-op defaults; a core overrides what it needs. A hook returns quickly:
+the shell's heartbeat comes from the same loop, so work that can take long (a pass
+over thousands of containers) is cut into steps: the core answers True from
+:meth:`Core.more_work` and the shell calls :meth:`Core.on_continue` on its next turns,
+between inputs, timers and heartbeats, without waiting. A hook that raises loses its
+input (the shell counts it and re-sends the core's snapshots); see :mod:`actor`.
 """
 
 from __future__ import annotations
@@ -75,6 +80,14 @@ class Core:
     def snapshot(self, edge: str) -> Message | None:
         """Full state for a stateful output edge (sent after drops and periodically)."""
         return None
+
+    def more_work(self) -> bool:
+        """True while a long job has steps left (the shell then polls without waiting)."""
+        return False
+
+    def on_continue(self, now: float) -> Outputs:
+        """Do one bounded step of the pending long job (see :meth:`more_work`)."""
+        return []
 
     def on_stop(self, now: float) -> Outputs:
         """Called once on SIGTERM/SIGINT before the sockets close; drain and finalise."""

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resctrl_pipeline.errors import ResctrlReadError
+from resctrl_pipeline.errors import ResctrlGroupGone, ResctrlReadError
 from resctrl_pipeline.resctrl.info import mount_type, probe
 from resctrl_pipeline.resctrl.mondata import PreadReader, counter_files, parse_counter, read_group
 from tests.support import make_group, make_resctrl_tree, set_counter
@@ -97,9 +97,13 @@ def test_pread_reader_error_value_is_typed(tmp_path: str) -> None:
 
 
 def test_missing_group_is_typed_error(tmp_path: str) -> None:
-    with pytest.raises(ResctrlReadError) as exc:
+    with pytest.raises(ResctrlGroupGone) as exc:
         PreadReader().read(str(tmp_path / "nope"))
-    assert exc.value.reason == "missing"
+    assert exc.value.reason == "gone"
+    os.mkdir(tmp_path / "no-monitoring")  # a group without mon_data: not gone
+    with pytest.raises(ResctrlReadError) as exc2:
+        PreadReader().read(str(tmp_path / "no-monitoring"))
+    assert exc2.value.reason == "missing"
 
 
 def test_fd_budget_falls_back_to_open_read_close(tmp_path: str) -> None:

@@ -201,7 +201,7 @@ class EmulatedResctrl:
         _keep_signals_from_libfuse()
         self._mounted.clear()
         self._failure = None
-        ops = ResctrlOperations(self.tree, self._mounted)
+        ops = self._operations()
         self._thread = threading.Thread(
             target=self._serve, args=(ops,), name=f"resctrl-fuse {self.mountpoint}", daemon=True
         )
@@ -215,6 +215,10 @@ class EmulatedResctrl:
                 self.stop()
                 raise TimeoutError(f"{self.mountpoint} not mounted after {timeout} s")
         self._helper = _find_unmount_helper(self.mountpoint)
+
+    def _operations(self) -> object:
+        """The mfusepy operations object to serve (a subclass may serve another)."""
+        return ResctrlOperations(self.tree, self._mounted)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Unmount and wait for the server thread; a no-op when not started.
@@ -240,7 +244,7 @@ class EmulatedResctrl:
         """True while the server is connected."""
         return self._thread is not None and self._thread.is_alive() and self._mounted.is_set()
 
-    def _serve(self, ops: ResctrlOperations) -> None:
+    def _serve(self, ops: object) -> None:
         try:
             mfusepy.FUSE(
                 ops,

@@ -111,6 +111,8 @@ class ResctrlOperations:
         if offset == 0 or handle.data is None:
             if handle.node.kind is NodeKind.TASKS:
                 self._tree.take_fault("read_tasks")
+            elif handle.node.kind is NodeKind.COUNTER:
+                self._tree.take_fault("read_counter")
             handle.data = self._tree.content(handle.node)
         return handle.data[offset : offset + size]
 

@@ -64,10 +64,12 @@ __all__ = ["ROOT", "FaultPoint", "GroupInfo", "ResctrlTree"]
 ROOT = ""
 """Name of the default group in the test-side API."""
 
-FaultPoint = Literal["mkdir", "rmdir", "readdir", "read_tasks", "write_tasks"]
-"""FUSE requests a test can make fail (:meth:`ResctrlTree.fail_next`): ``mkdir`` and
-``rmdir`` of any directory, ``readdir`` of any directory, ``read_tasks`` (the read at
-offset 0 of any ``tasks`` file) and ``write_tasks`` (any write to a ``tasks`` file)."""
+FaultPoint = Literal["mkdir", "rmdir", "readdir", "read_tasks", "write_tasks", "read_counter"]
+"""FUSE requests a test can make fail (:meth:`ResctrlTree.fail_next`) or hold
+(:meth:`ResctrlTree.stall`): ``mkdir`` and ``rmdir`` of any directory, ``readdir`` of
+any directory, ``read_tasks`` (the read at offset 0 of any ``tasks`` file),
+``write_tasks`` (any write to a ``tasks`` file) and ``read_counter`` (the read at offset
+0 of any ``mon_data`` counter file)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,7 @@ class ResctrlTree:
         self._status = ""
         self._ops: Counter[str] = Counter()
         self._faults: dict[FaultPoint, list[int]] = {}  # injected errnos still to raise
+        self._stalls: dict[FaultPoint, float] = {}  # point -> monotonic end of its stall
         # Resolved paths, kept until the next mkdir/rmdir: resolving costs more than a read.
         self._nodes: dict[str, Node] = {}
 
@@ -271,9 +274,18 @@ class ResctrlTree:
         Called by the FUSE layer only, before it serves the request; the methods of
         this class never consume injected faults.
 
+        A request at a stalled point (:meth:`stall`) first waits for the stall to end.
+
         Raises:
             OSError: the injected errno (``info/last_cmd_status`` then names it).
         """
+        if not self._faults and not self._stalls:
+            return  # the common case, without the lock: nothing injected anywhere
+        until = self._stalls.get(point)
+        if until is not None:
+            delay = until - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # this FUSE request only; the server has other threads
         with self._mutex:
             pending = self._faults.get(point)
             if not pending:
@@ -303,6 +315,21 @@ class ResctrlTree:
             raise ValueError(f"cannot inject errno {code} {times} times")
         with self._mutex:
             self._faults.setdefault(point, []).extend([code] * times)
+
+    def stall(self, points: tuple[FaultPoint, ...], seconds: float) -> None:
+        """Hold every request at ``points`` that arrives within the next ``seconds``
+        until those seconds have passed (a kernel that is busy: a held
+        ``rdtgroup_mutex``, RMIDs being freed). Other requests are served meanwhile.
+
+        Raises:
+            ValueError: unknown point, or ``seconds`` not positive.
+        """
+        if any(p not in get_args(FaultPoint) for p in points) or seconds <= 0:
+            raise ValueError(f"cannot stall {points!r} for {seconds} s")
+        until = time.monotonic() + seconds
+        with self._mutex:
+            for point in points:
+                self._stalls[point] = until
 
     def pending_faults(self) -> dict[FaultPoint, list[int]]:
         """Injected errnos not raised yet, per point (points without any are left out)."""

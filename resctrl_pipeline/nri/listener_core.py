@@ -13,7 +13,8 @@
 
 Answer latencies become cumulative histogram counters in the heartbeat
 (``nri_answer_seconds_bucket_le_<bound>``, ``…_sum``, ``…_count``), so the supervisor
-can export them without any knowledge of NRI.
+can export them without any knowledge of NRI; so does the time the StartContainer fast
+path added to its answers (``fastpath_seconds_…``), with a ``fast_path_on`` gauge.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class NriListenerCore(Core):
         self.listener = listener
         self.tick = tick
         self.latency = LatencyHistogram()
+        self.fast_path_latency = LatencyHistogram()
 
     def timers(self) -> list[Timer]:
         return [Timer("nri", self.tick)]
@@ -112,10 +114,16 @@ class NriListenerCore(Core):
     def statistics(self) -> Stats:
         for _method, seconds in self.plugin.take_latencies():
             self.latency.observe(seconds)
+        fast_path = self.listener.fast_path
+        if fast_path is not None:
+            fast_path.poll()
+            for seconds in fast_path.take_seconds():
+                self.fast_path_latency.observe(seconds)
         counters = {
             **self.plugin.all_counters(),
             **{f"nri_{k}": float(v) for k, v in self.listener.all_counters().items()},
             **self.latency.counters("nri_answer_seconds"),
+            **self.fast_path_latency.counters("fastpath_seconds"),
         }
         gauges = {
             **self.plugin.gauges(),
@@ -123,6 +131,8 @@ class NriListenerCore(Core):
             "nri_containers": float(len(self.listener.state.containers)),
             "nri_answer_seconds_max": self.latency.window_max,
         }
+        if fast_path is not None:
+            gauges["fast_path_on"] = float(fast_path.policy.on)
         self.latency.window_max = 0.0
         connected = self.plugin.connected
         info = {"nri_runtime": self.listener.runtime}

@@ -14,6 +14,10 @@ once, keeps their descriptors open and reads them with ``os.pread`` at offset 0 
 kernel regenerates the value on every read). It reopens on a read failure and when
 told a group changed, and falls back to open/read/close for the groups that do not
 fit under ``RLIMIT_NOFILE``.
+
+A group removed while it is read (pod churn) is the typed outcome
+:class:`~resctrl_pipeline.errors.ResctrlGroupGone` (reason ``gone``) whichever errno
+of :data:`~resctrl_pipeline.errors.GONE_ERRNOS` the kernel chose, never an OSError.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from resctrl_pipeline.errors import ResctrlReadError
+from resctrl_pipeline.errors import GONE_ERRNOS, ResctrlGroupGone, ResctrlReadError
 
 __all__ = [
     "FEATURES",
@@ -90,17 +94,30 @@ def parse_counter(raw: bytes, where: str = "") -> int:
     return value
 
 
+def _read_failed(err: OSError, path: str, reason: str = "io") -> ResctrlReadError:
+    """The typed error for an OSError on ``path``: gone, or ``reason``."""
+    if err.errno in GONE_ERRNOS:
+        return ResctrlGroupGone(f"{path}: {err.strerror}")
+    return ResctrlReadError(reason, f"{path}: {err.strerror}")
+
+
 def counter_files(group_path: str, feature: str) -> list[str]:
     """Paths of ``feature`` in every L3 domain of the group, each L3 counted once.
 
     Raises:
+        ResctrlGroupGone: the group no longer exists.
         ResctrlReadError: ``missing`` when the group has no ``mon_data`` or no domain.
     """
     mon_data = os.path.join(group_path, "mon_data")
     try:
         domains = sorted(d for d in os.listdir(mon_data) if d.startswith("mon_L3_"))
+    except FileNotFoundError as err:
+        # A group without mon_data (monitoring off) is "missing"; no group is "gone".
+        if os.path.isdir(group_path):
+            raise ResctrlReadError("missing", f"{mon_data}: {err.strerror}") from err
+        raise ResctrlGroupGone(f"{mon_data}: {err.strerror}") from err
     except OSError as err:
-        raise ResctrlReadError("missing", f"{mon_data}: {err.strerror}") from err
+        raise _read_failed(err, mon_data, "missing") from err
     files: list[str] = []
     for domain in domains:
         top = os.path.join(mon_data, domain, feature)
@@ -112,7 +129,7 @@ def counter_files(group_path: str, feature: str) -> list[str]:
         try:
             subs = sorted(s for s in os.listdir(base) if s.startswith("mon_sub_L3_"))
         except OSError as err:  # the group was removed while we looked (pod churn)
-            raise ResctrlReadError("missing", f"{base}: {err.strerror}") from err
+            raise _read_failed(err, base, "missing") from err
         files.extend(
             os.path.join(base, s, feature)
             for s in subs
@@ -128,7 +145,7 @@ def _read_file(path: str) -> bytes:
         with open(path, "rb", buffering=0) as f:
             return f.read(_READ_SIZE)
     except OSError as err:
-        raise ResctrlReadError("io", f"{path}: {err.strerror}") from err
+        raise _read_failed(err, path) from err
 
 
 def read_group(group_path: str, mbm: bool = True) -> GroupReading:
@@ -248,7 +265,7 @@ class PreadReader:
                 for fd in fds:
                     os.close(fd)
             self._paths.pop(group_path, None)
-            raise ResctrlReadError("io", f"{group_path}: {err.strerror}") from err
+            raise _read_failed(err, group_path) from err
         og = _OpenGroup(*opened)
         self._open[group_path] = og
         self._fd_count += needed
@@ -285,7 +302,7 @@ class PreadReader:
             return self._careful(og, group_path)
         except OSError as err:
             self.forget(group_path)
-            raise ResctrlReadError("io", f"{group_path}: {err.strerror}") from err
+            raise _read_failed(err, group_path) from err
 
     def _read_closed(self, group_path: str) -> GroupReading:
         """Read a group that has no descriptors with open/read/close, from its resolved
@@ -299,7 +316,7 @@ class PreadReader:
                 sum(parse_counter(_read_file(p), p) for p in local) if local else None,
             )
         except ResctrlReadError as err:
-            if err.reason == "io":
+            if err.reason in ("io", "gone"):
                 self._paths.pop(group_path, None)
             raise
 

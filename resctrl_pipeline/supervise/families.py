@@ -71,6 +71,8 @@ PREFIXED: tuple[tuple[str, Labelled], ...] = (
     ("rotations_", Labelled("rotations", "reason", "Output files finalised, by reason.")),
     ("rejected_batches_", Labelled("rejected_batches", "reason",
                                    "Occupancy batches refused, by reason.")),
+    ("hook_errors_", Labelled("hook_errors", "hook",
+                              "Handler calls that raised (their input dropped), by hook.")),
 )  # fmt: skip
 """``<prefix><value>`` counters, matched in this order."""
 
