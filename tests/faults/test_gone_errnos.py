@@ -17,13 +17,13 @@ from resctrl_pipeline.cgroups import CgroupGone, CgroupReader, CgroupUnreadable
 from resctrl_pipeline.emulator.cgroupfs import EmulatedCgroups
 from resctrl_pipeline.errors import ResctrlGroupGone, ResctrlReadError
 from resctrl_pipeline.resctrl.mondata import PreadReader
-from tests.emulator.support import FUSE_MISSING, requires_fuse
+from tests.prerequisites import missing, requires
 
-pytestmark = [requires_fuse, pytest.mark.root, pytest.mark.slow]
+pytestmark = [pytest.mark.slow, requires("fuse")]
 
 GONE = (errno.ENOENT, errno.ENODEV, errno.ESRCH, errno.EINVAL)
 
-if not FUSE_MISSING:
+if not missing("fuse"):
     from resctrl_pipeline.emulator.cgroupmount import CgroupMount
     from resctrl_pipeline.emulator.resctrlfs import EmulatedResctrl
 
