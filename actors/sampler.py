@@ -20,6 +20,8 @@ def build(cfg: Config) -> Core:
         health_interval=cfg.health_interval,
         probe=functools.partial(probe, cfg.resctrl_root),
         probe_interval=min(cfg.retry_interval, 10.0),
+        # About once a second (the heartbeat's pace); never more often than a tick.
+        pod_summary_interval=max(1.0, cfg.sampling_interval) if cfg.pod_metrics else None,
     )
 
 

@@ -37,7 +37,7 @@ _KINDS: dict[str, type[Any]] = {
         m.PodUp, m.PodDown, m.ContainerUp, m.ContainerDown, m.LifecycleSnapshot,
         m.PodLabels, m.PodLabelsGone, m.MetadataSnapshot,
         m.GroupState, m.GroupGone, m.GroupSnapshot,
-        m.OccupancyBatch, m.ActorStats,
+        m.OccupancyBatch, m.ActorStats, m.PodSummary,
     )
 }  # fmt: skip
 

@@ -242,7 +242,12 @@ KEYS: tuple[Key, ...] = (
         "Address objects as <endpoint>/<bucket>/<key> instead of <bucket>.<endpoint>/<key> "
         "(most self-hosted stores need true)."),
     Key("http.addr", "127.0.0.1:8080", _http_addr,
-        "Address of the HTTP endpoints /live /ready /metrics /status.", None, "--http-addr"),
+        "Address of the HTTP endpoints /live /ready /metrics /status /pods.", None,
+        "--http-addr"),
+    Key("http.pod_metrics", True, _bool,
+        "Per-pod series (resctrl_pod_*) on /metrics and the /pods document: the sampler "
+        "sends the supervisor each pod's latest reading about once a second.",
+        "RESCTRL_POD_METRICS"),
     Key("node.name", "", _text(r"[A-Za-z0-9._-]{0,253}", "a node name"),
         "Node name in file names and metadata; empty = NODE_NAME env or the hostname.",
         "NODE_NAME", "--node-name"),
@@ -289,6 +294,7 @@ class Config:
     s3_region: str
     s3_path_style: bool
     http_addr: str
+    pod_metrics: bool
     node_name: str
     log_level: str
 
@@ -319,6 +325,7 @@ _FIELD_OF = {
     "output.s3_region": "s3_region",
     "output.s3_path_style": "s3_path_style",
     "http.addr": "http_addr",
+    "http.pod_metrics": "pod_metrics",
     "node.name": "node_name",
     "log.level": "log_level",
 }

@@ -12,7 +12,8 @@ Edges and their kinds:
 * ``groups`` (reconciler → sampler): :class:`GroupState`, :class:`GroupGone`,
   :class:`GroupSnapshot`.
 * ``occupancy`` (sampler → writer): :class:`OccupancyBatch`.
-* ``stats`` (every actor → supervisor): :class:`ActorStats`.
+* ``stats`` (every actor → supervisor): :class:`ActorStats`; the sampler also sends
+  :class:`PodSummary`.
 
 A snapshot replaces the consumer's whole state for its edge; deltas update it.
 """
@@ -26,6 +27,7 @@ __all__ = [
     "GROUP_KINDS",
     "LIFECYCLE_KINDS",
     "METADATA_KINDS",
+    "POD_SUMMARY_COLUMNS",
     "ActorStats",
     "ContainerDown",
     "ContainerUp",
@@ -39,6 +41,7 @@ __all__ = [
     "PodDown",
     "PodLabels",
     "PodLabelsGone",
+    "PodSummary",
     "PodUp",
 ]
 
@@ -205,6 +208,29 @@ class ActorStats:
     info: dict[str, str] = field(default_factory=dict)
 
 
+#: The :class:`OccupancyBatch` columns a :class:`PodSummary` carries (MBM ones only
+#: where the hardware has MBM).
+POD_SUMMARY_COLUMNS: tuple[str, ...] = (
+    "pod_namespace", "pod_name", "pod_uid", "total_containers", "reconciled_containers",
+    "llc_occupancy_bytes", "mbm_total_bytes", "mbm_local_bytes",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class PodSummary:
+    """The latest reading of every sampled pod, for per-pod metrics and ``/pods``.
+
+    Producer: the sampler, after a sampling tick, at most about once a second (and on
+    the first tick after a pod went away); consumer: the supervisor, which keeps only
+    the latest one and renders it when scraped. ``timestamp`` is the tick's start (ns
+    since the epoch); ``columns`` are the tick's :class:`OccupancyBatch` columns named in
+    :data:`POD_SUMMARY_COLUMNS`, one entry per pod read on that tick (none: no pod).
+    """
+
+    timestamp: int
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+
+
 Message = (
     PodUp
     | PodDown
@@ -219,6 +245,7 @@ Message = (
     | GroupSnapshot
     | OccupancyBatch
     | ActorStats
+    | PodSummary
 )
 
 LIFECYCLE_KINDS = (PodUp, PodDown, ContainerUp, ContainerDown, LifecycleSnapshot)

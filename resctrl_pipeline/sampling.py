@@ -22,6 +22,7 @@ from resctrl_pipeline import schema
 from resctrl_pipeline.core import Core, Outputs, Stats, Timer
 from resctrl_pipeline.errors import ResctrlReadError
 from resctrl_pipeline.messages import (
+    POD_SUMMARY_COLUMNS,
     GroupGone,
     GroupSnapshot,
     GroupState,
@@ -30,6 +31,7 @@ from resctrl_pipeline.messages import (
     OccupancyBatch,
     PodLabels,
     PodLabelsGone,
+    PodSummary,
 )
 from resctrl_pipeline.resctrl.info import MonitoringInfo
 from resctrl_pipeline.resctrl.mondata import LlcReader
@@ -53,6 +55,9 @@ class Sampler(Core):
             at start and every ``probe_interval`` (readiness follows it).
         with_mbm: emit the memory-bandwidth columns (None: decide from the probe).
         wall_ns: wall clock in ns since the epoch, for the row timestamps.
+        pod_summary_interval: send a :class:`PodSummary` on the ``stats`` edge after a
+            tick at most about this often (seconds), and on the first tick after a
+            pod went away; None: never (``http.pod_metrics = false``).
     """
 
     name = "sampler"
@@ -66,6 +71,7 @@ class Sampler(Core):
         probe_interval: float = 10.0,
         with_mbm: bool | None = None,
         wall_ns: Callable[[], int] = time.time_ns,
+        pod_summary_interval: float | None = None,
     ) -> None:
         self.reader = reader
         self.sampling_interval = sampling_interval
@@ -85,6 +91,8 @@ class Sampler(Core):
         self.batches = 0
         self.read_errors: dict[str, int] = {}
         self.last_sample_wall_ns = 0
+        self.pod_summary_interval = pod_summary_interval
+        self._summary_due = 0.0  # monotonic; 0: on the next tick
         if probe is not None:
             self._refresh_probe()
         if self.with_mbm is None:
@@ -129,12 +137,14 @@ class Sampler(Core):
         if isinstance(msg, GroupState):
             self._set_pod(msg)
         elif isinstance(msg, GroupGone):
+            self._summary_due = 0.0  # its series go at the next scrape, not a second later
             old = self.pods.pop(msg.pod_uid, None)
             if old is not None and old.group_path:
                 self.reader.forget(old.group_path)
         else:
             keep = {s.pod_uid for s in msg.states}
             for uid in [u for u in self.pods if u not in keep]:
+                self._summary_due = 0.0
                 old = self.pods.pop(uid)
                 if old.group_path:
                     self.reader.forget(old.group_path)
@@ -214,6 +224,23 @@ class Sampler(Core):
         self.last_sample_wall_ns = start
         return OccupancyBatch(cols)
 
+    def pod_summary(self, batch: OccupancyBatch | None, now: float) -> PodSummary | None:
+        """The tick's :class:`PodSummary` when one is due (see ``pod_summary_interval``).
+
+        It shares the batch's column lists (no copy: both are encoded at once); a tick
+        with no row gives an empty summary, so the last pod's series go too.
+        """
+        if self.pod_summary_interval is None or now < self._summary_due:
+            return None
+        # Half a tick early, so that a 1 s interval at 1 s sampling is every tick.
+        self._summary_due = now + self.pod_summary_interval - self.sampling_interval / 2
+        if batch is None:
+            return PodSummary(self._wall_ns())
+        cols = batch.columns
+        return PodSummary(
+            cols["start_timestamp"][0], {k: cols[k] for k in POD_SUMMARY_COLUMNS if k in cols}
+        )
+
     def handle_health_timer(self) -> str | None:
         """Log ``resctrl health: pods_failed=N, pods_unreconciled=M`` when non-zero."""
         failed = sum(1 for s in self.pods.values() if s.group_path is None)
@@ -247,7 +274,11 @@ class Sampler(Core):
         """Dispatch the timers of :meth:`timers`."""
         if name == "sample":
             batch = self.handle_sample_timer()
-            return [("occupancy", batch)] if batch is not None else []
+            out: Outputs = [("occupancy", batch)] if batch is not None else []
+            summary = self.pod_summary(batch, now)
+            if summary is not None:
+                out.append(("stats", summary))
+            return out
         if name == "health":
             self.handle_health_timer()
         elif name == "probe":

@@ -15,6 +15,7 @@ from resctrl_pipeline.messages import (
     MetadataSnapshot,
     PodLabels,
     PodLabelsGone,
+    PodSummary,
 )
 from resctrl_pipeline.resctrl.info import MonitoringInfo
 from resctrl_pipeline.resctrl.mondata import GroupReading
@@ -191,3 +192,44 @@ def test_mbm_columns_decided_by_probe() -> None:
     assert Sampler(FakeLlcReader(), probe=lambda: info).with_mbm is True
     info2 = MonitoringInfo("/x", "resctrl", ("llc_occupancy",), 32, True, "")
     assert Sampler(FakeLlcReader(), probe=lambda: info2).with_mbm is False
+
+
+def _summaries(s: Sampler, ticks: list[float]) -> list[tuple[float, PodSummary]]:
+    out = []
+    for now in ticks:
+        for edge, msg in s.on_timer("sample", now):
+            if edge == "stats":
+                assert isinstance(msg, PodSummary)
+                out.append((now, msg))
+    return out
+
+
+def test_pod_summary_about_once_a_second_and_at_once_when_a_pod_goes() -> None:
+    reader = FakeLlcReader({"/g/a": 100, "/g/b": 7})
+    s = Sampler(reader, sampling_interval=0.1, with_mbm=True, wall_ns=FakeClock(),
+                pod_summary_interval=1.0)  # fmt: skip
+    s.on_message("groups", GroupState("a", "/g/a", 2, 1), 0.0)
+    s.on_message("groups", GroupState("b", "/g/b", 1, 1), 0.0)
+    s.on_message("metadata", PodLabels("a", "ns", "pa"), 0.0)
+    sent = _summaries(s, [t / 10 for t in range(25)])  # 2.5 s of 100 ms ticks
+    assert [round(t, 1) for t, _ in sent] == [0.0, 1.0, 2.0]
+    cols = sent[0][1].columns
+    assert cols == {
+        "pod_namespace": ["ns", None], "pod_name": ["pa", None], "pod_uid": ["a", "b"],
+        "total_containers": [2, 1], "reconciled_containers": [1, 1],
+        "llc_occupancy_bytes": [100, 7], "mbm_total_bytes": [1000, 70],
+        "mbm_local_bytes": [500, 35],
+    }  # fmt: skip
+    assert sent[0][1].timestamp > 1_700_000_000_000_000_000
+    s.on_message("groups", GroupGone("b"), 2.55)
+    ((when, summary),) = _summaries(s, [2.6, 2.7])
+    assert when == 2.6 and summary.columns["pod_uid"] == ["a"]
+    s.on_message("groups", GroupSnapshot(()), 2.75)
+    ((when, summary),) = _summaries(s, [2.8, 2.9])
+    assert when == 2.8 and summary.columns == {}  # the last pod's series go too
+
+
+def test_no_pod_summary_when_pod_metrics_are_off() -> None:
+    s = Sampler(FakeLlcReader({"/g/a": 100}), sampling_interval=0.1, wall_ns=FakeClock())
+    s.on_message("groups", GroupState("a", "/g/a", 1, 1), 0.0)
+    assert _summaries(s, [t / 10 for t in range(20)]) == []

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from resctrl_pipeline.messages import ActorStats
+from resctrl_pipeline.messages import ActorStats, PodSummary
 from resctrl_pipeline.supervise.families import ActorFamilies
 
 __all__ = ["ActorView", "MetricsCollector", "PipelineView", "readiness"]
@@ -39,6 +39,10 @@ class PipelineView:
     actors: dict[str, ActorView] = field(default_factory=dict)
     started_at: float = 0.0
     stopping: bool = False
+    node: str = ""
+    #: The sampler's latest per-pod summary (None: none yet, or ``http.pod_metrics`` off).
+    pods: PodSummary | None = None
+    pod_metrics: bool = True
 
     def as_json(self) -> dict[str, object]:
         """The ``/status`` document."""

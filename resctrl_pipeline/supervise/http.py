@@ -1,7 +1,9 @@
-"""HTTP endpoints of the supervisor: ``/live``, ``/ready``, ``/metrics``, ``/status``.
+"""HTTP endpoints of the supervisor: ``/live``, ``/ready``, ``/metrics``, ``/status``,
+``/pods``.
 
 ``/metrics`` answers in the Prometheus text format, or in OpenMetrics when the
-``Accept`` header asks for ``application/openmetrics-text``.
+``Accept`` header asks for ``application/openmetrics-text``; ``/pods`` is the JSON
+document of :func:`.pods.pods_document` (404 with ``http.pod_metrics = false``).
 
 Served from a daemon thread with the standard library's threading HTTP server; the
 handlers only read a :class:`PipelineView` obtained through a callable, so the
@@ -19,6 +21,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from resctrl_pipeline.supervise.health import MetricsCollector, PipelineView, readiness
+from resctrl_pipeline.supervise.pods import PodMetricsCollector, pods_document
 
 __all__ = ["HttpEndpoints", "parse_addr"]
 
@@ -35,6 +38,7 @@ class HttpEndpoints:
     def __init__(self, addr: str, view: Callable[[], PipelineView]) -> None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(MetricsCollector(view))
+        registry.register(PodMetricsCollector(lambda: (view().node, view().pods)))
 
         class Handler(BaseHTTPRequestHandler):
             def _reply(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
@@ -58,11 +62,18 @@ class HttpEndpoints:
                     # OpenMetrics when the scraper's Accept header asks for it.
                     encode, ctype = choose_encoder(self.headers.get("Accept", ""))
                     self._reply(200, encode(registry), ctype)
+                elif path == "/pods":
+                    v = view()
+                    if v.pod_metrics:
+                        doc = json.dumps(pods_document(v.node, v.pods)).encode()
+                        self._reply(200, doc + b"\n", "application/json")
+                    else:
+                        self._reply(404, b"per-pod metrics are off (http.pod_metrics = false)\n")
                 elif path == "/status":
                     body = json.dumps(view().as_json(), indent=2, sort_keys=True).encode()
                     self._reply(200, body + b"\n", "application/json")
                 else:
-                    self._reply(404, b"not found: try /live /ready /metrics /status\n")
+                    self._reply(404, b"not found: try /live /ready /metrics /status /pods\n")
 
             def log_message(self, format: str, *args: object) -> None:
                 # Scrapes every few seconds would flood the log.

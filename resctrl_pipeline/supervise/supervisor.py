@@ -30,7 +30,7 @@ from resctrl_pipeline import codec
 from resctrl_pipeline.config import Config, Sources, dump_handoff
 from resctrl_pipeline.errors import DecodeError, PipelineError
 from resctrl_pipeline.instance import process_start_ticks
-from resctrl_pipeline.messages import ActorStats
+from resctrl_pipeline.messages import ActorStats, PodSummary
 from resctrl_pipeline.ownership import DirectoryLock, OwnershipError
 from resctrl_pipeline.supervise.health import ActorView, PipelineView
 from resctrl_pipeline.supervise.http import HttpEndpoints
@@ -123,8 +123,9 @@ class Supervisor:
         self.stop_timeout = stop_timeout
         self.on_serving = on_serving
         self.view = PipelineView(
-            actors={a: ActorView(a) for a in self.actor_names}, started_at=time.time()
-        )
+            actors={a: ActorView(a) for a in self.actor_names}, started_at=time.time(),
+            node=cfg.node_name, pod_metrics=cfg.pod_metrics,
+        )  # fmt: skip
         self.procs: dict[str, ActorProcess] = {}
         self._restart_at: dict[str, float] = {}
         self._stop = False
@@ -193,9 +194,14 @@ class Supervisor:
             except zmq.Again:
                 return
             try:
-                body = codec.decode(data).body
+                env = codec.decode(data)
             except DecodeError as err:
                 log.warning("skipping malformed stats message: %s", err)
+                continue
+            body = env.body
+            if isinstance(body, PodSummary):
+                if env.src == "sampler" and self.view.pod_metrics:
+                    self.view.pods = body  # replaced whole: readers never see a half
                 continue
             if isinstance(body, ActorStats) and body.actor in self.view.actors:
                 view = self.view.actors[body.actor]
