@@ -13,9 +13,15 @@ from resctrl_pipeline.sampling import Sampler
 
 
 def build(cfg: Config) -> Core:
-    """The sampler core with the production reader and a probe of the resctrl root."""
+    """The sampler core with the production reader and a probe of the resctrl root.
+
+    The AET events to read (a column each) are those the node offers at start.
+    """
+    telemetry = probe(cfg.resctrl_root).telemetry
     return Sampler(
-        reader=PreadReader(),
+        reader=PreadReader(telemetry=telemetry, per_domain=cfg.per_domain),
+        telemetry=telemetry,
+        per_domain=cfg.per_domain,
         sampling_interval=cfg.sampling_interval,
         health_interval=cfg.health_interval,
         probe=functools.partial(probe, cfg.resctrl_root),

@@ -223,6 +223,8 @@ KEYS: tuple[Key, ...] = (
     Key("output.flush_interval", "10s", parse_duration,
         "Buffered rows are made durable at least this often (the most a kill -9 loses)."),
     Key("output.compression", "zstd", _choice(_COMPRESSIONS), "Parquet compression codec."),
+    Key("output.per_domain", False, _bool,
+        "Add the column 'domains': per row, each L3 domain's occupancy and bandwidth."),
     Key("output.spool_dir", "/var/lib/resctrl-pipeline/spool", _path,
         "With s3:// output: where files are written and finalised, and kept until "
         "uploaded (put it on a disk that survives restarts). Unused otherwise."),
@@ -287,6 +289,7 @@ class Config:
     max_file_bytes: int
     flush_interval: float
     compression: str
+    per_domain: bool
     spool_dir: str
     spool_max_bytes: int
     partitioning: str
@@ -318,6 +321,7 @@ _FIELD_OF = {
     "output.max_file_bytes": "max_file_bytes",
     "output.flush_interval": "flush_interval",
     "output.compression": "compression",
+    "output.per_domain": "per_domain",
     "output.spool_dir": "spool_dir",
     "output.spool_max_bytes": "spool_max_bytes",
     "output.partitioning": "partitioning",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from resctrl_pipeline import schema
@@ -53,11 +53,16 @@ class Sampler(Core):
         health_interval: seconds between health log lines.
         probe: returns the current :class:`MonitoringInfo` of the resctrl root; called
             at start and every ``probe_interval`` (readiness follows it).
-        with_mbm: emit the memory-bandwidth columns (None: decide from the probe).
+        with_mbm: emit the memory-bandwidth columns and ``mbm_state`` (None: decide
+            from the probe).
         wall_ns: wall clock in ns since the epoch, for the row timestamps.
         pod_summary_interval: send a :class:`PodSummary` on the ``stats`` edge after a
             tick at most about this often (seconds), and on the first tick after a
             pod went away; None: never (``http.pod_metrics = false``).
+        telemetry: AET events the reader reads (``GroupReading.telemetry`` order);
+            each becomes a float64 column (:data:`schema.TELEMETRY_COLUMNS`); events
+            without a known column are ignored.
+        per_domain: emit the ``domains`` column (``output.per_domain``).
     """
 
     name = "sampler"
@@ -72,6 +77,8 @@ class Sampler(Core):
         with_mbm: bool | None = None,
         wall_ns: Callable[[], int] = time.time_ns,
         pod_summary_interval: float | None = None,
+        telemetry: Sequence[str] = (),
+        per_domain: bool = False,
     ) -> None:
         self.reader = reader
         self.sampling_interval = sampling_interval
@@ -97,7 +104,18 @@ class Sampler(Core):
             self._refresh_probe()
         if self.with_mbm is None:
             self.with_mbm = bool(self._monitoring and self._monitoring.has_mbm)
-        self._columns = schema.column_names(self.with_mbm)
+        # (index in GroupReading.telemetry, column name) of each emitted AET event.
+        self._telemetry = [
+            (i, schema.TELEMETRY_COLUMNS[event])
+            for i, event in enumerate(telemetry)
+            if event in schema.TELEMETRY_COLUMNS
+        ]
+        self.per_domain = per_domain
+        optional = [name for name, _, _ in schema.MBM_COLUMNS] if self.with_mbm else []
+        optional += [name for _, name in self._telemetry]
+        if per_domain:
+            optional.append(schema.DOMAINS_COLUMN)
+        self._optional = schema.optional_names(optional)
 
     # --- readiness ----------------------------------------------------------------------
 
@@ -120,7 +138,7 @@ class Sampler(Core):
 
     def create_schema(self) -> pa.Schema:
         """Arrow schema of the batches this sampler emits."""
-        return schema.arrow_schema(bool(self.with_mbm))
+        return schema.arrow_schema(self._optional)
 
     # --- handlers -------------------------------------------------------------------------
 
@@ -204,7 +222,9 @@ class Sampler(Core):
             return None
         # Transpose in C (zip) rather than appending to nine lists per row.
         uids, paths, nss, names, totals, recs = (list(c) for c in zip(*kept, strict=True))
-        llc, mbm_total, mbm_local = (list(c) for c in zip(*readings, strict=True))
+        llc, mbm_total, mbm_local, mbm_state, telemetry, domains = (
+            list(c) for c in zip(*readings, strict=True)
+        )
         cols: dict[str, list[Any]] = {
             "start_timestamp": [start] * rows,
             "timestamp": stamps,
@@ -219,6 +239,12 @@ class Sampler(Core):
         if self.with_mbm:
             cols["mbm_total_bytes"] = mbm_total
             cols["mbm_local_bytes"] = mbm_local
+            cols["mbm_state"] = mbm_state
+        if self._telemetry:
+            for index, name in self._telemetry:
+                cols[name] = [t[index] if len(t) > index else None for t in telemetry]
+        if self.per_domain:
+            cols[schema.DOMAINS_COLUMN] = domains
         self.samples += rows
         self.batches += 1
         self.last_sample_wall_ns = start

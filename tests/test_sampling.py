@@ -92,7 +92,7 @@ def test_l0b_2_mbm_columns_follow_the_fixed_nine() -> None:
     s.handle_resctrl_event(GroupState("u1", "/g", 1, 1))
     batch = s.handle_sample_timer()
     assert batch is not None
-    assert list(batch.columns)[9:] == ["mbm_total_bytes", "mbm_local_bytes"]
+    assert list(batch.columns)[9:] == ["mbm_total_bytes", "mbm_local_bytes", "mbm_state"]
     assert batch.columns["mbm_total_bytes"] == [70]
     assert batch.columns["mbm_local_bytes"] == [35]
 

@@ -1,5 +1,10 @@
 """What the resctrl filesystem at a root offers: mount type, monitoring features, RMIDs.
 
+Also the 2025–2026 additions (reference ``resctrl-modern.md``): the MBM counter
+assignment mode (``info/L3_MON/mbm_assign_mode``, bracketed current choice) and
+counter budget (``num_mbm_cntrs``, ``available_mbm_cntrs``: ``<domain>=<n>;…``), and
+Intel AET telemetry (``info/PERF_PKG_MON/{mon_features,num_rmids}``).
+
 "Monitoring is usable" (architecture §4.2) means ``info/L3_MON/mon_features`` lists
 ``llc_occupancy`` and ``mon_groups/`` exists. The filesystem type from
 ``/proc/mounts`` is reported but not required, so FUSE emulations and bind mounts
@@ -13,7 +18,14 @@ from dataclasses import dataclass
 
 from resctrl_pipeline.errors import ResctrlUnavailable
 
-__all__ = ["MonitoringInfo", "mount_type", "probe", "require_monitoring"]
+__all__ = [
+    "MonitoringInfo",
+    "mount_type",
+    "parse_assign_mode",
+    "parse_domain_counts",
+    "probe",
+    "require_monitoring",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +38,21 @@ class MonitoringInfo:
     num_rmids: int | None
     has_mon_groups: bool
     reason: str
+    mbm_assign_mode: str | None = None
+    num_mbm_cntrs: dict[int, int] | None = None
+    telemetry: tuple[str, ...] = ()
+    telemetry_rmids: int | None = None
+
+    @property
+    def counter_assignment(self) -> bool:
+        """True in ``mbm_event`` mode (ABMC): MBM counters must be assigned to groups."""
+        return self.mbm_assign_mode == "mbm_event"
+
+    @property
+    def group_limit(self) -> int | None:
+        """Monitoring groups the node can hold: the smaller RMID pool (AET), root included."""
+        pools = [n for n in (self.num_rmids, self.telemetry_rmids) if n is not None]
+        return min(pools) if pools else None
 
     @property
     def usable(self) -> bool:
@@ -52,6 +79,26 @@ def mount_type(root: str, mounts_file: str = "/proc/mounts") -> str | None:
     except OSError:
         return None
     return found
+
+
+def parse_assign_mode(text: str) -> str | None:
+    """The bracketed (current) line of ``mbm_assign_mode``: ``[mbm_event]`` → ``mbm_event``."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            return line[1:-1]
+    return None
+
+
+def parse_domain_counts(text: str) -> dict[int, int] | None:
+    """``0=32;1=32`` → {0: 32, 1: 32}; None when malformed."""
+    out: dict[int, int] = {}
+    for item in text.strip().split(";"):
+        dom, eq, count = item.partition("=")
+        if not eq or not dom.strip().isdigit() or not count.strip().isdigit():
+            return None
+        out[int(dom)] = int(count)
+    return out or None
 
 
 def _read_text(path: str) -> str | None:
@@ -83,7 +130,22 @@ def probe(root: str, mounts_file: str = "/proc/mounts") -> MonitoringInfo:
         reason = f"{root}/mon_groups is missing: monitoring groups are not supported"
     else:
         reason = ""
-    return MonitoringInfo(root, fs_type, features, num_rmids, has_groups, reason)
+    mode_text = _read_text(os.path.join(root, "info", "L3_MON", "mbm_assign_mode"))
+    counters_text = _read_text(os.path.join(root, "info", "L3_MON", "num_mbm_cntrs"))
+    tele_text = _read_text(os.path.join(root, "info", "PERF_PKG_MON", "mon_features"))
+    tele_rmids = _read_text(os.path.join(root, "info", "PERF_PKG_MON", "num_rmids"))
+    return MonitoringInfo(
+        root,
+        fs_type,
+        features,
+        num_rmids,
+        has_groups,
+        reason,
+        mbm_assign_mode=parse_assign_mode(mode_text) if mode_text else None,
+        num_mbm_cntrs=parse_domain_counts(counters_text) if counters_text else None,
+        telemetry=tuple(tele_text.split()) if tele_text else (),
+        telemetry_rmids=int(tele_rmids) if tele_rmids and tele_rmids.strip().isdigit() else None,
+    )
 
 
 def require_monitoring(root: str) -> MonitoringInfo:

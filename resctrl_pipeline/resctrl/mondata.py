@@ -1,13 +1,24 @@
-"""The resctrl read side: a group's ``mon_data`` counters, summed over L3 domains.
+"""The resctrl read side: a group's ``mon_data`` counters, summed over their domains.
 
-Layout read (kernel ``Documentation/filesystems/resctrl.rst``)::
+Layout read (kernel ``Documentation/filesystems/resctrl.rst``, reference
+``resctrl-modern.md`` §1–3)::
 
     <group>/mon_data/mon_L3_<id>/{llc_occupancy,mbm_total_bytes,mbm_local_bytes}
     <group>/mon_data/mon_L3_<id>/mon_sub_L3_<node>/…     (sub-NUMA clustering only)
+    <group>/mon_data/mon_PERF_PKG_<package>/{core_energy,activity,…}   (Intel AET)
 
-Domain ids need not be contiguous. With sub-NUMA clustering the ``mon_L3_<id>`` file
-already holds the sum of its ``mon_sub_L3_*`` files, so the sub files are read only
-when the L3-level file is absent — a value is never counted twice.
+Domain ids need not be contiguous. With sub-NUMA clustering (SNC) the ``mon_L3_<id>``
+file already holds the sum of its ``mon_sub_L3_*`` files, so one level is read, never
+both: the L3 level, or the sub-nodes where the L3-level file is absent. Kernels
+6.11–6.15 without fix 594902c986e2 read 0 at the L3 level once an SNC node's first CPU
+went offline; a zero L3-level occupancy is therefore checked against the sub-nodes,
+and if they disagree the reader logs it once and reads the sub-nodes from then on.
+
+MBM values: ``Unassigned`` (no counter in a domain, ABMC) and ``Unavailable`` make the
+event's value None and set :attr:`GroupReading.mbm_state`; a partial sum over the
+assigned domains is never reported. AET values are fixed-point decimals (``%llu.%06llu``)
+or integers, summed as float64 over the packages that hold a value. Any other
+``mon_data`` entry is ignored, with one log line per kind of name.
 
 :class:`PreadReader` is the production reader: it resolves a group's counter files
 once, keeps their descriptors open and reads them with ``os.pread`` at offset 0 (the
@@ -23,32 +34,52 @@ of :data:`~resctrl_pipeline.errors.GONE_ERRNOS` the kernel chose, never an OSErr
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import resource
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
 
 from resctrl_pipeline.errors import GONE_ERRNOS, ResctrlGroupGone, ResctrlReadError
 
 __all__ = [
     "FEATURES",
+    "GroupFiles",
     "GroupReading",
     "LlcReader",
     "PreadReader",
     "counter_files",
     "parse_counter",
+    "parse_telemetry",
     "read_group",
+    "resolve",
 ]
+
+log = logging.getLogger(__name__)
 
 FEATURES = ("llc_occupancy", "mbm_total_bytes", "mbm_local_bytes")
 _NON_NUMERIC = {b"Unavailable": "unavailable", b"Error": "error", b"Unassigned": "unassigned"}
 _MAX_COUNTER = 2**63 - 1
 _READ_SIZE = 64
+_L3 = "mon_L3_"
+_SUB = "mon_sub_L3_"
+_PKG = "mon_PERF_PKG_"
+# A missing MBM value's state, by the word the kernel printed (worst state wins).
+_MBM_WORDS = {b"Unassigned": "unassigned", b"Unavailable": "unavailable"}
+_STATE_RANK = {"assigned": 0, "unavailable": 1, "unassigned": 2}
+
+_unknown_logged: set[str] = set()
 
 
 class GroupReading(NamedTuple):
-    """One group's counters summed over its L3 domains (bytes); MBM None if absent.
+    """One group's counters, summed over its domains.
+
+    ``mbm_total``/``mbm_local`` are bytes, None when absent or not countable now;
+    ``mbm_state`` says why (``assigned``, ``unassigned``, ``unavailable``,
+    ``unsupported``; None when MBM is not read at all). ``telemetry`` holds the AET
+    events the reader was asked for, in its order (None: no valid value). ``domains``
+    is the per-L3-domain breakdown when asked for.
 
     A named tuple rather than a frozen dataclass: one is built per group per tick, and
     a tuple is several times cheaper to construct.
@@ -57,6 +88,9 @@ class GroupReading(NamedTuple):
     llc_occupancy: int
     mbm_total: int | None = None
     mbm_local: int | None = None
+    mbm_state: str | None = None
+    telemetry: tuple[float | None, ...] = ()
+    domains: list[dict[str, Any]] | None = None
 
 
 class LlcReader(Protocol):
@@ -66,7 +100,8 @@ class LlcReader(Protocol):
         """Counters of the group at ``group_path``.
 
         Raises:
-            ResctrlReadError: a value is not a number, or a file cannot be read.
+            ResctrlReadError: the occupancy is not a number, an MBM value is an
+                ``Error`` or garbage, or a file cannot be read.
         """
         ...
 
@@ -94,6 +129,20 @@ def parse_counter(raw: bytes, where: str = "") -> int:
     return value
 
 
+def parse_telemetry(raw: bytes) -> float | None:
+    """Parse an AET value: ``123.456789`` (fixed point) or ``42`` (integer).
+
+    Returns:
+        The value, or None for ``Unavailable``, ``Error`` or anything not a
+        non-negative decimal number (the column is null, the row stays).
+    """
+    text = raw.strip()
+    whole, dot, frac = text.partition(b".")
+    if not whole.isdigit() or (dot and not frac.isdigit()):
+        return None
+    return float(text)
+
+
 def _read_failed(err: OSError, path: str, reason: str = "io") -> ResctrlReadError:
     """The typed error for an OSError on ``path``: gone, or ``reason``."""
     if err.errno in GONE_ERRNOS:
@@ -101,16 +150,60 @@ def _read_failed(err: OSError, path: str, reason: str = "io") -> ResctrlReadErro
     return ResctrlReadError(reason, f"{path}: {err.strerror}")
 
 
-def counter_files(group_path: str, feature: str) -> list[str]:
-    """Paths of ``feature`` in every L3 domain of the group, each L3 counted once.
+def _note_unknown(where: str, name: str) -> None:
+    """Log an unknown ``mon_data`` entry once per kind of name (its non-digit stem)."""
+    stem = name.rstrip("0123456789")
+    if stem not in _unknown_logged:
+        _unknown_logged.add(stem)
+        log.info("ignoring unknown resctrl monitoring directory %s/%s", where, name[:64])
+
+
+def _domain_id(name: str, stem: str) -> int | None:
+    digits = name[len(stem) :]
+    return int(digits) if digits.isdigit() else None
+
+
+@dataclass(slots=True)
+class GroupFiles:
+    """A group's counter files, resolved once.
+
+    Per MBM/LLC feature: the files read and, in parallel, the L3 domain id of each.
+    ``llc_subs``: sub-node occupancy files behind L3-level ones (SNC), for the zero
+    check. ``telemetry``: per requested AET event, its file in every package.
+    """
+
+    llc: list[str] = field(default_factory=list)
+    llc_dom: list[int] = field(default_factory=list)
+    total: list[str] = field(default_factory=list)
+    total_dom: list[int] = field(default_factory=list)
+    local: list[str] = field(default_factory=list)
+    local_dom: list[int] = field(default_factory=list)
+    llc_subs: list[str] = field(default_factory=list)
+    telemetry: list[list[str]] = field(default_factory=list)
+
+
+def resolve(
+    group_path: str,
+    *,
+    mbm: bool = True,
+    telemetry: Sequence[str] = (),
+    sub_level: bool = False,
+) -> GroupFiles:
+    """Walk a group's ``mon_data`` once and list the files to read.
+
+    Args:
+        mbm: include the MBM files. telemetry: AET event names to include.
+        sub_level: read SNC sub-nodes even where the L3-level file exists (the
+            kernel's L3-level sum is known to be wrong on this node).
 
     Raises:
         ResctrlGroupGone: the group no longer exists.
-        ResctrlReadError: ``missing`` when the group has no ``mon_data`` or no domain.
+        ResctrlReadError: ``missing`` when the group has no ``mon_data`` or no L3
+            domain with ``llc_occupancy``.
     """
     mon_data = os.path.join(group_path, "mon_data")
     try:
-        domains = sorted(d for d in os.listdir(mon_data) if d.startswith("mon_L3_"))
+        entries = sorted(os.listdir(mon_data))
     except FileNotFoundError as err:
         # A group without mon_data (monitoring off) is "missing"; no group is "gone".
         if os.path.isdir(group_path):
@@ -118,26 +211,69 @@ def counter_files(group_path: str, feature: str) -> list[str]:
         raise ResctrlGroupGone(f"{mon_data}: {err.strerror}") from err
     except OSError as err:
         raise _read_failed(err, mon_data, "missing") from err
-    files: list[str] = []
-    for domain in domains:
-        top = os.path.join(mon_data, domain, feature)
-        if os.path.exists(top):
-            files.append(top)
-            continue
-        # No L3-level file: sum the sub-NUMA nodes instead (never both).
-        base = os.path.join(mon_data, domain)
-        try:
-            subs = sorted(s for s in os.listdir(base) if s.startswith("mon_sub_L3_"))
-        except OSError as err:  # the group was removed while we looked (pod churn)
-            raise _read_failed(err, base, "missing") from err
-        files.extend(
-            os.path.join(base, s, feature)
-            for s in subs
-            if os.path.exists(os.path.join(base, s, feature))
-        )
-    if not files:
-        raise ResctrlReadError("missing", f"{mon_data}: no {feature} in any L3 domain")
+    files = GroupFiles(telemetry=[[] for _ in telemetry])
+    features = (
+        ("llc_occupancy", files.llc, files.llc_dom),
+        ("mbm_total_bytes", files.total, files.total_dom),
+        ("mbm_local_bytes", files.local, files.local_dom),
+    )[: 3 if mbm else 1]
+    for entry in entries:
+        if entry.startswith(_L3) and (dom := _domain_id(entry, _L3)) is not None:
+            _resolve_l3(os.path.join(mon_data, entry), dom, features, files, sub_level)
+        elif entry.startswith(_PKG) and _domain_id(entry, _PKG) is not None:
+            base = os.path.join(mon_data, entry)
+            for event, out in zip(telemetry, files.telemetry, strict=True):
+                path = os.path.join(base, event)
+                if os.path.exists(path):
+                    out.append(path)
+        else:
+            _note_unknown(mon_data, entry)
+    if not files.llc:
+        raise ResctrlReadError("missing", f"{mon_data}: no llc_occupancy in any L3 domain")
     return files
+
+
+def _resolve_l3(
+    base: str,
+    dom: int,
+    features: Iterable[tuple[str, list[str], list[int]]],
+    files: GroupFiles,
+    sub_level: bool,
+) -> None:
+    try:
+        subs = sorted(s for s in os.listdir(base) if s.startswith(_SUB))
+    except OSError as err:  # the group was removed while we looked (pod churn)
+        raise _read_failed(err, base, "missing") from err
+    for feature, out, doms in features:
+        top = os.path.join(base, feature)
+        below = [p for s in subs if os.path.exists(p := os.path.join(base, s, feature))]
+        if os.path.exists(top) and not (sub_level and below):
+            out.append(top)
+            doms.append(dom)
+            if feature == "llc_occupancy":
+                files.llc_subs.extend(below)
+        else:
+            # No L3-level file (or a wrong one): sum the sub-NUMA nodes (never both).
+            out.extend(below)
+            doms.extend([dom] * len(below))
+
+
+def counter_files(group_path: str, feature: str) -> list[str]:
+    """Paths of ``feature`` in every L3 domain of the group, each L3 counted once.
+
+    Raises:
+        ResctrlReadError: ``missing`` when the group has no ``mon_data`` or no domain.
+    """
+    files = resolve(group_path)
+    by_feature = {
+        "llc_occupancy": files.llc,
+        "mbm_total_bytes": files.total,
+        "mbm_local_bytes": files.local,
+    }
+    paths = by_feature.get(feature)
+    if not paths:
+        raise ResctrlReadError("missing", f"{group_path}/mon_data: no {feature} in any L3 domain")
+    return paths
 
 
 def _read_file(path: str) -> bytes:
@@ -148,20 +284,107 @@ def _read_file(path: str) -> bytes:
         raise _read_failed(err, path) from err
 
 
-def read_group(group_path: str, mbm: bool = True) -> GroupReading:
-    """Read a group with plain open/read/close (no caching). Used by ``check``/tests."""
-    llc = sum(parse_counter(_read_file(p), p) for p in counter_files(group_path, "llc_occupancy"))
-    if not mbm:
-        return GroupReading(llc)
-    extra: list[int | None] = []
-    for feature in ("mbm_total_bytes", "mbm_local_bytes"):
-        try:
-            paths = counter_files(group_path, feature)
-        except ResctrlReadError:
-            extra.append(None)
+def _mbm(raws: Sequence[bytes], where: str) -> tuple[int | None, str]:
+    """An MBM event's sum over domains and its state; None unless every domain counts.
+
+    Raises:
+        ResctrlReadError: ``error``/``garbage``: a value that is neither a number nor
+            one of the words of a missing counter.
+    """
+    total, state = 0, "assigned"
+    for raw in raws:
+        text = raw.strip()
+        if text.isdigit():
+            total += int(text)
             continue
-        extra.append(sum(parse_counter(_read_file(p), p) for p in paths))
-    return GroupReading(llc, extra[0], extra[1])
+        word = _MBM_WORDS.get(text)
+        if word is None:
+            parse_counter(raw, where)  # raises the typed error
+        elif _STATE_RANK[word] > _STATE_RANK[state]:
+            state = word
+    if state != "assigned" or total > _MAX_COUNTER:
+        return None, state if state != "assigned" else "unavailable"
+    return total, state
+
+
+def _combine(total: tuple[int | None, str], local: tuple[int | None, str]) -> str:
+    return max(total[1], local[1], key=_STATE_RANK.__getitem__)
+
+
+def _telemetry(raws: Sequence[bytes]) -> float | None:
+    """Sum over the packages that hold a value; None when none does."""
+    values = [v for raw in raws if (v := parse_telemetry(raw)) is not None]
+    return sum(values) if values else None
+
+
+def _domains(
+    files: GroupFiles, llc: Sequence[bytes], total: Sequence[bytes], local: Sequence[bytes]
+) -> list[dict[str, Any]]:
+    """The per-L3-domain breakdown; an MBM value is None where it does not count."""
+    rows: dict[int, dict[str, Any]] = {}
+    for dom, raw in zip(files.llc_dom, llc, strict=True):
+        row = rows.setdefault(dom, {"domain": dom, "llc_occupancy_bytes": 0,
+                                    "mbm_total_bytes": None, "mbm_local_bytes": None})  # fmt: skip
+        row["llc_occupancy_bytes"] += int(raw)
+    for name, doms, raws in (
+        ("mbm_total_bytes", files.total_dom, total),
+        ("mbm_local_bytes", files.local_dom, local),
+    ):
+        per: dict[int, list[bytes]] = {}
+        for dom, raw in zip(doms, raws, strict=True):
+            per.setdefault(dom, []).append(raw)
+        for dom, values in per.items():
+            if dom in rows:
+                rows[dom][name] = _mbm(values, name)[0]
+    return [rows[d] for d in sorted(rows)]
+
+
+@dataclass(slots=True)
+class _Values:
+    """Raw contents of a group's files, as read this tick."""
+
+    llc: list[bytes]
+    total: list[bytes]
+    local: list[bytes]
+    telemetry: list[list[bytes]]
+
+
+def _reading(
+    files: GroupFiles, v: _Values, where: str, mbm: bool, per_domain: bool
+) -> GroupReading:
+    """Classify raw values into a reading (the careful path)."""
+    llc = 0
+    for raw in v.llc:
+        llc += parse_counter(raw, where)
+    if llc > _MAX_COUNTER:
+        raise ResctrlReadError("garbage", f"{where}: llc_occupancy out of range")
+    tele = tuple(_telemetry(raws) for raws in v.telemetry)
+    if not mbm:
+        state = None
+        total_v: int | None = None
+        local_v: int | None = None
+    elif not files.total and not files.local:
+        state, total_v, local_v = "unsupported", None, None
+    else:
+        total = _mbm(v.total, where) if files.total else (None, "unavailable")
+        local = _mbm(v.local, where) if files.local else (None, "unavailable")
+        state, total_v, local_v = _combine(total, local), total[0], local[0]
+    domains = _domains(files, v.llc, v.total, v.local) if per_domain else None
+    return GroupReading(llc, total_v, local_v, state, tele, domains)
+
+
+def read_group(
+    group_path: str, mbm: bool = True, telemetry: Sequence[str] = (), per_domain: bool = False
+) -> GroupReading:
+    """Read a group with plain open/read/close (no caching). Used by ``check``/tests."""
+    files = resolve(group_path, mbm=mbm, telemetry=telemetry)
+    values = _Values(
+        [_read_file(p) for p in files.llc],
+        [_read_file(p) for p in files.total],
+        [_read_file(p) for p in files.local],
+        [[_read_file(p) for p in paths] for paths in files.telemetry],
+    )
+    return _reading(files, values, group_path, mbm, per_domain)
 
 
 def _fast_sum(fds: list[int]) -> int:
@@ -186,26 +409,27 @@ def _fast_sum(fds: list[int]) -> int:
     return total
 
 
-def _checked_sum(values: Iterable[int], where: str) -> int:
-    """The llc_occupancy sum over domains, which must itself be a valid counter.
-
-    Raises:
-        ResctrlReadError: ``garbage`` when the sum is out of range.
-    """
-    total = sum(values)
-    if total > _MAX_COUNTER:
-        raise ResctrlReadError("garbage", f"{where}: llc_occupancy out of range")
-    return total
-
-
 @dataclass(slots=True)
 class _OpenGroup:
+    files: GroupFiles
     llc: list[int]
     mbm_total: list[int]
     mbm_local: list[int]
+    telemetry: list[list[int]]
+    snc_top: bool  # reads L3-level sums that have sub-nodes behind them
 
     def fds(self) -> list[int]:
-        return [*self.llc, *self.mbm_total, *self.mbm_local]
+        tele = [fd for fds in self.telemetry for fd in fds]
+        return [*self.llc, *self.mbm_total, *self.mbm_local, *tele]
+
+    def values(self) -> _Values:
+        pread = os.pread
+        return _Values(
+            [pread(fd, _READ_SIZE, 0) for fd in self.llc],
+            [pread(fd, _READ_SIZE, 0) for fd in self.mbm_total],
+            [pread(fd, _READ_SIZE, 0) for fd in self.mbm_local],
+            [[pread(fd, _READ_SIZE, 0) for fd in fds] for fds in self.telemetry],
+        )
 
 
 class PreadReader:
@@ -216,17 +440,28 @@ class PreadReader:
         fd_budget: how many descriptors it may keep open; default: the soft
             ``RLIMIT_NOFILE`` minus a reserve of 128 for everything else. Groups that
             do not fit are read with open/read/close (slower, but correct).
+        telemetry: AET event names to read (``info/PERF_PKG_MON/mon_features``).
+        per_domain: fill :attr:`GroupReading.domains`.
     """
 
-    def __init__(self, mbm: bool = True, fd_budget: int | None = None) -> None:
+    def __init__(
+        self,
+        mbm: bool = True,
+        fd_budget: int | None = None,
+        telemetry: Sequence[str] = (),
+        per_domain: bool = False,
+    ) -> None:
         self.mbm = mbm
+        self.telemetry = tuple(telemetry)
+        self.per_domain = per_domain
         if fd_budget is None:
             soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
             fd_budget = max(0, soft - 128)
         self.fd_budget = fd_budget
         self._open: dict[str, _OpenGroup] = {}
-        self._paths: dict[str, tuple[list[str], list[str], list[str]]] = {}
+        self._paths: dict[str, GroupFiles] = {}
         self._fd_count = 0
+        self._sub_level = False  # the kernel's SNC L3-level sums read 0: read sub-nodes
         self.reopens = 0
         self.fallback_reads = 0
 
@@ -235,30 +470,31 @@ class PreadReader:
         """Descriptors currently held."""
         return self._fd_count
 
-    def _resolve(self, group_path: str) -> tuple[list[str], list[str], list[str]]:
-        paths = self._paths.get(group_path)
-        if paths is None:
-            llc = counter_files(group_path, "llc_occupancy")
-            total: list[str] = []
-            local: list[str] = []
-            if self.mbm:
-                for feature, out in (("mbm_total_bytes", total), ("mbm_local_bytes", local)):
-                    with contextlib.suppress(ResctrlReadError):
-                        out.extend(counter_files(group_path, feature))
-            paths = (llc, total, local)
-            self._paths[group_path] = paths
-        return paths
+    @property
+    def reads_sub_nodes(self) -> bool:
+        """True once SNC L3-level sums were found wrong and sub-nodes are read instead."""
+        return self._sub_level
+
+    def _resolve(self, group_path: str) -> GroupFiles:
+        files = self._paths.get(group_path)
+        if files is None:
+            files = resolve(
+                group_path, mbm=self.mbm, telemetry=self.telemetry, sub_level=self._sub_level
+            )
+            self._paths[group_path] = files
+        return files
 
     def _open_group(self, group_path: str) -> _OpenGroup | None:
-        paths = self._resolve(group_path)
-        needed = sum(len(p) for p in paths)
+        files = self._resolve(group_path)
+        lists = [files.llc, files.total, files.local, *files.telemetry]
+        needed = sum(len(p) for p in lists)
         if self._fd_count + needed > self.fd_budget:
             return None
         opened: list[list[int]] = []
         try:
-            for group in paths:
+            for paths in lists:
                 opened.append([])
-                for p in group:
+                for p in paths:
                     opened[-1].append(os.open(p, os.O_RDONLY | os.O_CLOEXEC))
         except OSError as err:
             for fds in opened:
@@ -266,7 +502,7 @@ class PreadReader:
                     os.close(fd)
             self._paths.pop(group_path, None)
             raise _read_failed(err, group_path) from err
-        og = _OpenGroup(*opened)
+        og = _OpenGroup(files, opened[0], opened[1], opened[2], opened[3:], bool(files.llc_subs))
         self._open[group_path] = og
         self._fd_count += needed
         return og
@@ -276,18 +512,23 @@ class PreadReader:
         og = self._open.get(group_path)
         if og is not None:
             # Hot path, kept flat on purpose (it runs for every group on every tick):
-            # any surprise (a non-number, a negative, a dead descriptor) falls through
-            # to the careful path below, which classifies it.
-            try:
-                llc = _fast_sum(og.llc)
-                if llc <= _MAX_COUNTER:
-                    return GroupReading(
-                        llc,
-                        _fast_sum(og.mbm_total) if og.mbm_total else None,
-                        _fast_sum(og.mbm_local) if og.mbm_local else None,
-                    )
-            except (ValueError, OSError):
-                pass
+            # any surprise (a non-number, a negative, a dead descriptor, a missing
+            # counter, telemetry, a zero behind SNC sub-nodes, the per-domain
+            # breakdown) falls through to the careful path below, which classifies it.
+            if not og.telemetry and not self.per_domain:
+                try:
+                    llc = _fast_sum(og.llc)
+                    if llc <= _MAX_COUNTER and (llc or not og.snc_top):
+                        if not self.mbm:
+                            return GroupReading(llc)
+                        if not og.mbm_total and not og.mbm_local:
+                            return GroupReading(llc, None, None, "unsupported")
+                        if og.mbm_total and og.mbm_local:
+                            return GroupReading(
+                                llc, _fast_sum(og.mbm_total), _fast_sum(og.mbm_local), "assigned"
+                            )
+                except (ValueError, OSError):
+                    pass
             try:
                 return self._careful(og, group_path)
             except OSError:
@@ -308,26 +549,54 @@ class PreadReader:
         """Read a group that has no descriptors with open/read/close, from its resolved
         paths (no directory walk per tick). A file that cannot be read drops the paths,
         so the next read resolves the group afresh (it may have been re-created)."""
-        llc, total, local = self._resolve(group_path)
+        files = self._resolve(group_path)
         try:
-            return GroupReading(
-                _checked_sum((parse_counter(_read_file(p), p) for p in llc), group_path),
-                sum(parse_counter(_read_file(p), p) for p in total) if total else None,
-                sum(parse_counter(_read_file(p), p) for p in local) if local else None,
+            values = _Values(
+                [_read_file(p) for p in files.llc],
+                [_read_file(p) for p in files.total],
+                [_read_file(p) for p in files.local],
+                [[_read_file(p) for p in paths] for paths in files.telemetry],
             )
+            reading = _reading(files, values, group_path, self.mbm, self.per_domain)
         except ResctrlReadError as err:
             if err.reason in ("io", "gone"):
                 self._paths.pop(group_path, None)
             raise
+        if reading.llc_occupancy == 0 and files.llc_subs and self._snc_zero(files, group_path):
+            return self.read(group_path)
+        return reading
 
-    @staticmethod
-    def _careful(og: _OpenGroup, where: str) -> GroupReading:
+    def _careful(self, og: _OpenGroup, where: str) -> GroupReading:
         """Read and classify every counter of an open group (raises typed errors)."""
-        pread = os.pread
-        llc = _checked_sum((parse_counter(pread(fd, _READ_SIZE, 0), where) for fd in og.llc), where)
-        total = sum(parse_counter(pread(fd, _READ_SIZE, 0), where) for fd in og.mbm_total)
-        local = sum(parse_counter(pread(fd, _READ_SIZE, 0), where) for fd in og.mbm_local)
-        return GroupReading(llc, total if og.mbm_total else None, local if og.mbm_local else None)
+        reading = _reading(og.files, og.values(), where, self.mbm, self.per_domain)
+        if reading.llc_occupancy == 0 and og.snc_top and self._snc_zero(og.files, where):
+            return self.read(where)
+        return reading
+
+    def _snc_zero(self, files: GroupFiles, where: str) -> bool:
+        """An SNC L3-level sum read 0: do its sub-nodes disagree? Then switch to them.
+
+        Returns:
+            True when the reader switched to sub-node reading (the caller re-reads).
+        """
+        if self._sub_level:
+            return False
+        try:
+            below = sum(parse_counter(_read_file(p), p) for p in files.llc_subs)
+        except ResctrlReadError:
+            return False
+        if not below:
+            return False
+        log.warning(
+            "SNC: %s reads 0 at the L3 level but %d bytes in its sub-NUMA nodes; this kernel "
+            "lacks fix 594902c986e2 (zero sums after a CPU went offline): reading the "
+            "sub-NUMA nodes from now on",
+            where,
+            below,
+        )
+        self._sub_level = True
+        self.close()
+        return True
 
     def forget(self, group_path: str) -> None:
         """See :meth:`LlcReader.forget`: closes the group's descriptors."""
@@ -335,12 +604,14 @@ class PreadReader:
         og = self._open.pop(group_path, None)
         if og is None:
             return
-        for fd in og.fds():
+        fds = og.fds()
+        for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self._fd_count -= len(og.fds())
+        self._fd_count -= len(fds)
 
     def close(self) -> None:
-        """Close every descriptor."""
+        """Close every descriptor (the reader stays usable)."""
         for group_path in list(self._open):
             self.forget(group_path)
+        self._paths.clear()

@@ -12,27 +12,37 @@ from typing import Any
 
 import pyarrow as pa
 
-from resctrl_pipeline.schema import MBM_COLUMNS, SCHEMA_VERSION, arrow_schema, column_names
+from resctrl_pipeline.schema import (
+    MBM_COLUMNS,
+    OPTIONAL_COLUMNS,
+    SCHEMA_VERSION,
+    arrow_schema,
+    column_names,
+    optional_names,
+)
 from resctrl_pipeline.sink.errors import BatchRejected
 
-__all__ = ["RowBuffer", "file_schema", "has_mbm", "to_record_batch", "unknown_columns"]
+__all__ = ["RowBuffer", "file_schema", "optional_in", "to_record_batch", "unknown_columns"]
 
 _MBM_NAMES = frozenset(name for name, _, _ in MBM_COLUMNS)
 _REQUIRED = frozenset(column_names(with_mbm=False))
-_KNOWN = frozenset(column_names(with_mbm=True))
+_KNOWN = frozenset(column_names([name for name, _, _ in OPTIONAL_COLUMNS]))
 
 # pyarrow signals bad values with several exception types; all mean "reject the batch".
 _CONVERSION_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
 
 
-def file_schema(with_mbm: bool, node: str, tool_version: str, created_at: str) -> pa.Schema:
+def file_schema(
+    optional: tuple[str, ...], node: str, tool_version: str, created_at: str
+) -> pa.Schema:
     """The schema of one output file, with the key-value metadata readers rely on.
 
     Keys: ``node``, ``schema_version``, ``tool`` (``resctrl-pipeline``),
-    ``tool_version`` and ``created_at`` (ISO 8601, UTC).
+    ``tool_version`` and ``created_at`` (ISO 8601, UTC). ``optional``: the optional
+    columns the file holds.
     """
     return arrow_schema(
-        with_mbm,
+        optional,
         metadata={
             "node": node,
             "schema_version": str(SCHEMA_VERSION),
@@ -43,9 +53,18 @@ def file_schema(with_mbm: bool, node: str, tool_version: str, created_at: str) -
     )
 
 
-def has_mbm(columns: Mapping[str, object]) -> bool:
-    """True when the batch carries any memory-bandwidth column."""
-    return isinstance(columns, Mapping) and not _MBM_NAMES.isdisjoint(columns)
+def optional_in(columns: Mapping[str, object]) -> tuple[str, ...]:
+    """The optional columns the batch carries, in file order.
+
+    The MBM columns come as a unit: a batch with any of them gets all of them (a
+    producer that predates ``mbm_state`` still writes files of one shape).
+    """
+    if not isinstance(columns, Mapping):
+        return ()
+    names = optional_names(columns)
+    if not _MBM_NAMES.isdisjoint(names):
+        names = optional_names((*names, *_MBM_NAMES))
+    return names
 
 
 def unknown_columns(columns: Mapping[str, object]) -> frozenset[str]:
@@ -57,7 +76,7 @@ def to_record_batch(columns: Mapping[str, Sequence[Any]], schema: pa.Schema) -> 
     """Build a record batch of ``schema`` from a batch's columns.
 
     The nine fixed columns must be present (a missing one means a producer bug, not
-    a missing value); absent MBM columns become all-null; columns the schema does not
+    a missing value); absent optional columns become all-null; columns the schema does not
     name are ignored.
 
     Raises:

@@ -29,8 +29,8 @@ import pyarrow as pa
 
 from resctrl_pipeline.errors import ConfigError
 from resctrl_pipeline.messages import OccupancyBatch
-from resctrl_pipeline.schema import arrow_schema
-from resctrl_pipeline.sink.batch import RowBuffer, has_mbm, to_record_batch, unknown_columns
+from resctrl_pipeline.schema import arrow_schema, optional_names
+from resctrl_pipeline.sink.batch import RowBuffer, optional_in, to_record_batch, unknown_columns
 from resctrl_pipeline.sink.directory import OutputDirectory
 from resctrl_pipeline.sink.errors import BatchRejected, SinkClosed, write_error_reason
 from resctrl_pipeline.sink.outage import Outage
@@ -130,12 +130,13 @@ class ParquetSink:
             token=token,
             counters=self._n,
         )
-        # Schemas without metadata, per column set; buffered batches use them.
-        self._plain = {False: arrow_schema(False), True: arrow_schema(True)}
+        # Schemas without metadata, per optional column set; buffered batches use them.
+        self._plain: dict[tuple[str, ...], pa.Schema] = {}
         self._buffer = RowBuffer()
         #: When the first row of the current file (open or still buffered) arrived.
         self._file_started_at: float | None = None
-        self._with_mbm: bool | None = None
+        #: Optional columns of the current file (open or buffered); None without one.
+        self._optional: tuple[str, ...] | None = None
         self._outage: Outage | None = None
         self._last_error = ""
         self._closed = False
@@ -181,21 +182,25 @@ class ParquetSink:
             self._drop(rows)
             return
         columns = batch.columns
-        with_mbm = bool(self._with_mbm) or has_mbm(columns)
+        optional = optional_names((*(self._optional or ()), *optional_in(columns)))
+        plain = self._plain.get(optional)
+        if plain is None:
+            plain = self._plain[optional] = arrow_schema(optional)
         try:
-            record = to_record_batch(columns, self._plain[with_mbm])
+            record = to_record_batch(columns, plain)
         except BatchRejected as err:
             self._reject(err)
             return
         if record.num_rows == 0:
             return
         self._warn_unknown(columns)
-        if with_mbm and self._with_mbm is False:
+        if self._optional is not None and optional != self._optional:
+            # New columns appeared: they start a new file (a file has one schema).
             self._guarded(lambda: self._finish(RotateReason.SCHEMA), now)
             if self._outage is not None:
                 self._drop(rows)
                 return
-        self._with_mbm = with_mbm
+        self._optional = optional
         self._buffer.append(record, now)
         if self._file_started_at is None:
             self._file_started_at = now
@@ -294,7 +299,7 @@ class ParquetSink:
         if not buf:
             return
         table, oldest = buf.table(), buf.oldest_at
-        if self._files.log(table, bool(self._with_mbm)):
+        if self._files.log(table, self._optional or ()):
             self._file_started_at = oldest
         self._n.rows_flushed += buf.rows
         self._n.flushes += 1
@@ -306,7 +311,7 @@ class ParquetSink:
         self._flush()
         self._files.finish(reason)
         self._file_started_at = None
-        self._with_mbm = None
+        self._optional = None
 
     # --- outages ------------------------------------------------------------------------
 
@@ -318,7 +323,7 @@ class ParquetSink:
         # Rows still buffered start the next file; the abandoned one is recovery's.
         self._file_started_at = self._buffer.oldest_at
         if not self._buffer:
-            self._with_mbm = None
+            self._optional = None
         if self._outage is None:
             self._outage = Outage.begin(str(self._files.dir.root), err, now, self._retry_interval)
         else:

@@ -89,7 +89,7 @@ class FileSeries:
         """Parquet bytes of the file in progress (0 without one)."""
         return self.current.size if self.current is not None else 0
 
-    def log(self, table: pa.Table, with_mbm: bool) -> bool:
+    def log(self, table: pa.Table, optional: tuple[str, ...]) -> bool:
         """Journal ``table`` into the file in progress, opening one if needed.
 
         Returns:
@@ -101,7 +101,7 @@ class FileSeries:
             file = None
         opened = file is None
         if file is None:
-            file = self.current = self._open(with_mbm)
+            file = self.current = self._open(optional)
         file.log_rows(table)
         return opened
 
@@ -157,7 +157,7 @@ class FileSeries:
             report.damaged_journals += progress.damaged_journals
             report.removed += progress.removed
 
-    def _open(self, with_mbm: bool) -> OutputFile:
+    def _open(self, optional: tuple[str, ...]) -> OutputFile:
         self._ensure_dir()
         created_at = self._clock()
         for _ in range(_NAME_ATTEMPTS):
@@ -166,7 +166,7 @@ class FileSeries:
                 break
         else:
             raise FileExistsError(f"no unused file name after {_NAME_ATTEMPTS} attempts")
-        schema = file_schema(with_mbm, self._node_label, __version__, _iso_utc(created_at))
+        schema = file_schema(optional, self._node_label, __version__, _iso_utc(created_at))
         return OutputFile(self.dir, name, schema, self._compression, self._journal_compression)
 
     def _salvage(self, file: OutputFile) -> None:
