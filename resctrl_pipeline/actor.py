@@ -12,7 +12,10 @@ output edge, and runs one poll loop that
   succeeds again, and each stateful edge also gets a snapshot every
   ``snapshot_interval`` (anti-entropy: PUSH/PULL has no back channel),
 * logs drops at most once a second per edge: ``Dropped N <what> in the last second``,
-* turns SIGTERM/SIGINT into an orderly stop and SIGUSR1 into ``core.on_signal``,
+* turns SIGTERM/SIGINT into an orderly stop and SIGUSR1 into ``core.on_signal``;
+  under ``up`` it stops when ``up`` closes its standard input (the control pipe), and
+  SIGTERM/SIGINT stop it only once ``up`` is gone (:mod:`tether`: a group signal
+  reaches every process at once, and ``up`` stops the actors in data-flow order),
 * isolates faults: a hook that raises loses its input (message, timer tick, signal),
   is counted (``hook_errors_<hook>``) and logged sparingly (traceback the first
   time), and every stateful output is marked dirty so that a full snapshot
@@ -42,7 +45,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from resctrl_pipeline import codec
+from resctrl_pipeline import codec, tether
 from resctrl_pipeline.config import Config, load, load_handoff, resolve
 from resctrl_pipeline.core import Core, Outputs, Stats, Timer
 from resctrl_pipeline.droplog import DropLog
@@ -108,6 +111,10 @@ class ActorSettings:
     install_signal_handlers: bool = True
     #: Failures in a row of one hook on one input that end the actor (exit 1).
     max_consecutive_hook_errors: int = 5
+    #: The pid of ``up`` when run by it (see :mod:`tether`), else None.
+    supervisor_pid: int | None = None
+    #: Read end of the control pipe from ``up`` (its EOF asks for an orderly stop).
+    control_fd: int | None = None
 
 
 class Actor:
@@ -130,6 +137,8 @@ class Actor:
         self._failed = False
         self._faults = HookFaults(settings.max_consecutive_hook_errors)
         self._pending_signals: list[str] = []
+        self._ignored_signals: list[int] = []
+        self._wakeup_set = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -169,6 +178,8 @@ class Actor:
             sock.connect(self._address(edge))
             self._push[edge] = sock
         self._poller.register(self._wake_r, zmq.POLLIN)
+        if self.settings.control_fd is not None:
+            self._poller.register(self.settings.control_fd, zmq.POLLIN)
 
     def _sync_fds(self) -> None:
         wanted = set(self.core.watched_fds())
@@ -264,7 +275,11 @@ class Actor:
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
-            self._stop = True
+            sup = self.settings.supervisor_pid
+            if sup is not None and not tether.orphaned(sup):
+                self._ignored_signals.append(signum)  # up drives the stop
+            else:
+                self._stop = True
         else:
             self._pending_signals.append(_SIGNALS_TO_CORE.get(signum, str(signum)))
 
@@ -300,6 +315,7 @@ class Actor:
         if self._wake_r in events or self._wake_r.fileno() in events:
             with contextlib.suppress(BlockingIOError):
                 self._wake_r.recv(4096)
+        self._tend_supervisor(events)
         for edge, sock in self._pull.items():
             if sock in events:
                 self._drain(edge, sock)
@@ -346,6 +362,18 @@ class Actor:
         self._retry_dirty()
         for edge, n in self._drops.due(now):
             log.warning("Dropped %d %s in the last second", n, EDGES[edge].what)
+
+    def _tend_supervisor(self, events: dict[object, int]) -> None:
+        """Stop when ``up`` closes the control pipe; say which signals were left to it."""
+        fd = self.settings.control_fd
+        # Data is never sent on the pipe; only its end means something.
+        if fd is not None and fd in events and not os.read(fd, 4096):
+            log.info("stop requested by the supervisor")
+            self._stop = True
+        while self._ignored_signals:
+            name = signal.Signals(self._ignored_signals.pop(0)).name
+            log.info("%s left to the supervisor (pid %s), which stops the actors in order",
+                     name, self.settings.supervisor_pid)  # fmt: skip
 
     def _drain(self, edge: str, sock: zmq.Socket[bytes]) -> bool:
         """Handle up to 1,024 queued messages; True when more may be waiting.
@@ -435,6 +463,7 @@ class Actor:
             for sig in (signal.SIGTERM, signal.SIGINT, *_SIGNALS_TO_CORE):
                 signal.signal(sig, self._on_signal)
             signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+            self._wakeup_set = True
         try:
             self._emit(self.core.on_start(self.settings.clock()))
             self._send_stats()
@@ -448,6 +477,13 @@ class Actor:
             if self._failed:
                 self._send_stats()  # the counters that explain the exit
                 return 1
+            if self.settings.install_signal_handlers:
+                # A stop is under way: a second signal (another Ctrl-C reaching the
+                # whole group) must not cut it short. Ignored, not handled, because a
+                # Python handler reverts to the default action while the interpreter
+                # shuts down. ``up``'s "stop now" ends a stop that hangs, with SIGKILL.
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_IGN)
             # Producers are stopped first, so what is queued now is all there is: take
             # it before the core finalises (the writer's last rows).
             for edge, sock in self._pull.items():
@@ -455,6 +491,9 @@ class Actor:
                     pass
             self._emit(self.core.on_stop(self.settings.clock()))
             self._send_stats()
+            # What went through this process, for whoever checks that a stop lost nothing.
+            log.info("orderly stop; sent %s; received %s", _tally(self._sent),
+                     _tally(self._received))  # fmt: skip
         finally:
             self.close()
         return 0
@@ -465,8 +504,15 @@ class Actor:
             sock.close(0)
         self._pull.clear()
         self._push.clear()
+        if self._wakeup_set:
+            signal.set_wakeup_fd(-1)  # the descriptor is closed next; its number is reused
+            self._wakeup_set = False
         self._wake_r.close()
         self._wake_w.close()
+
+
+def _tally(counts: dict[str, int]) -> str:
+    return " ".join(f"{edge}={n}" for edge, n in sorted(counts.items())) or "nothing"
 
 
 def _ipc_path(address: str) -> str | None:
@@ -515,6 +561,7 @@ def run_actor(build: Callable[[Config], Core], argv: list[str] | None = None) ->
     source.add_argument("--config", help="configuration file (TOML)")
     source.add_argument("--effective-config", help="the values `up` resolved (JSON)")
     args = parser.parse_args(argv)
+    supervisor = tether.supervisor_pid()
     try:
         if args.effective_config is not None:
             cfg = resolve(load_handoff(args.effective_config))
@@ -533,5 +580,7 @@ def run_actor(build: Callable[[Config], Core], argv: list[str] | None = None) ->
         channel_capacity=cfg.channel_capacity,
         snapshot_interval=cfg.retry_interval,
         max_consecutive_hook_errors=cfg.max_consecutive_hook_errors,
+        supervisor_pid=supervisor,
+        control_fd=sys.stdin.fileno() if supervisor is not None else None,
     )
     return Actor(core, settings).run()

@@ -148,8 +148,13 @@ class EmulatedNode:
         return os.path.join(self.resctrl_root, "mon_groups", prefix + pod.uid)
 
     def start_pipeline(self, output: str, *extra: str, config_toml: str = "",
-                       log_path: str | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
-        """Start ``resctrl-pipeline up`` against this node (HTTP on a free port)."""
+                       log_path: str | None = None,
+                       own_group: bool = False) -> subprocess.Popen[bytes]:  # fmt: skip
+        """Start ``resctrl-pipeline up`` against this node (HTTP on a free port).
+
+        With ``own_group`` it leads a process group of its own (as in a terminal), so
+        that a signal can be sent to the whole group.
+        """
         config = os.path.join(self.work, "node.toml")
         with open(config, "w") as f:
             f.write(config_toml)
@@ -160,7 +165,8 @@ class EmulatedNode:
         log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - handed to the child
         try:
             self.up = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT if log else None)  # fmt: skip
+                                       stderr=subprocess.STDOUT if log else None,
+                                       process_group=0 if own_group else None)  # fmt: skip
         finally:
             if log is not None:
                 log.close()

@@ -1,24 +1,30 @@
-"""Starting, signalling and reaping the actor processes.
+"""Starting, stopping and reaping the actor processes.
 
 Each actor runs as ``python -m actors.<module> --effective-config
-<runtime_dir>/config.json`` so that ``ps`` shows which is which. Children get
-``PR_SET_PDEATHSIG`` = SIGTERM: if the supervisor dies, even by SIGKILL, its actors
-stop in an orderly way (the writer finalises its file) instead of lingering as orphans.
+<runtime_dir>/config.json`` so that ``ps`` shows which is which. Nothing runs between
+``fork`` and ``exec`` (no ``preexec_fn``: this process has an HTTP and a ZeroMQ I/O
+thread): the actor ties itself to the supervisor at its start (parent-death signal,
+orphan check; :mod:`resctrl_pipeline.tether`), told the supervisor's pid in
+``RESCTRL_PIPELINE_SUPERVISOR``.
+
+An actor's standard input is its control pipe: the supervisor keeps the write end,
+and closing it asks the actor for an orderly stop. Unlike SIGTERM, nothing but the
+supervisor can send that (a group signal reaches every process at once), and its EOF
+also arrives when the supervisor dies.
 """
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+
+from resctrl_pipeline.tether import ENV
 
 __all__ = ["ActorProcess", "actor_module", "available_actors"]
-
-_PR_SET_PDEATHSIG = 1
 
 
 def actor_module(actor: str) -> str:
@@ -29,14 +35,6 @@ def actor_module(actor: str) -> str:
 def available_actors(actors: tuple[str, ...]) -> tuple[str, ...]:
     """The actors whose module exists (parts not built yet are simply not spawned)."""
     return tuple(a for a in actors if importlib.util.find_spec(actor_module(a)) is not None)
-
-
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: orphans are then reaped by the init system
 
 
 class ActorProcess:
@@ -55,11 +53,12 @@ class ActorProcess:
 
     def start(self) -> int:
         """Spawn the process; returns its PID."""
+        self.close_control()
         cmd = [sys.executable, "-m", actor_module(self.actor), "--effective-config",
                self.config_path]  # fmt: skip
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, env=self.env
-        )
+        env = dict(os.environ if self.env is None else self.env)
+        env[ENV] = str(os.getpid())
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, env=env)
         return self.proc.pid
 
     def poll(self) -> int | None:
@@ -80,18 +79,33 @@ class ActorProcess:
             return False
         return True
 
-    def stop(self, timeout: float) -> int | None:
-        """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL. Returns the exit code."""
+    def close_control(self) -> None:
+        """Close the control pipe: the actor stops in an orderly way (or already has)."""
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
+
+    def wait(self, timeout: float, give_up: Callable[[], bool] = lambda: False) -> int | None:
+        """Wait up to ``timeout`` s for the process to exit; its exit code, or None.
+
+        ``give_up`` is asked every 50 ms and ends the wait early when true (a second
+        Ctrl-C while waiting).
+        """
         if self.proc is None:
             return None
-        if self.signal(signal.SIGTERM):
-            deadline = time.monotonic() + timeout
-            while self.proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    self.proc.wait(timeout=0.05)
-                except subprocess.TimeoutExpired:
-                    continue
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline and not give_up():
+            try:
+                self.proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                continue
+        return self.proc.poll()
+
+    def kill(self) -> int | None:
+        """SIGKILL the process if it still runs and reap it; its exit code."""
+        if self.proc is None:
+            return None
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.close_control()
         return self.proc.returncode

@@ -9,7 +9,11 @@ SIGINT, SIGUSR1), so an idle pipeline costs the supervisor almost nothing:
 * SIGUSR1 is forwarded to the writer (file rotation);
 * SIGTERM/SIGINT stop the actors in data-flow order — listener first, writer last so
   it drains its input and finalises its file — and ``up`` exits 0. Groups are left in
-  place; the next start adopts them.
+  place; the next start adopts them. Each actor is asked to stop by closing its
+  control pipe; the actors leave SIGINT/SIGTERM to ``up`` while it lives, so a signal
+  to the whole process group (Ctrl-C, systemd) stops exactly like one to ``up``. A
+  second SIGINT/SIGTERM during the stop means "stop now": every actor is asked at
+  once, and what still runs after :data:`HURRY_GRACE` seconds is killed.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: Stop order: producers before consumers, so every consumer can drain.
 STOP_ORDER = ("nri-listener", "reconciler", "sampler", "writer")
+#: Seconds the actors get after a second stop signal before SIGKILL.
+HURRY_GRACE = 2.0
 
 
 class HttpAddressError(PipelineError):
@@ -129,6 +135,8 @@ class Supervisor:
         self.procs: dict[str, ActorProcess] = {}
         self._restart_at: dict[str, float] = {}
         self._stop = False
+        self._stop_signal = 0
+        self._hurry = False
         self._signals: list[int] = []
         self.http_port = 0
 
@@ -158,7 +166,9 @@ class Supervisor:
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
+            self._hurry = self._stop
             self._stop = True
+            self._stop_signal = self._stop_signal or signum
         elif signum == signal.SIGUSR1:
             self._signals.append(signum)
 
@@ -312,10 +322,39 @@ class Supervisor:
         return locks
 
     def _shutdown(self) -> None:
+        """Stop every actor in :data:`STOP_ORDER`, each after the one before it ended.
+
+        A second stop signal meanwhile ("stop now") asks every remaining actor at once
+        and kills what still runs after :data:`HURRY_GRACE` seconds.
+        """
         order = [a for a in STOP_ORDER if a in self.procs]
         order += [a for a in self.procs if a not in order]
+        if self._stop_signal:
+            log.info("%s received: stopping the actors in data-flow order "
+                     "(send it again to stop at once)",
+                     signal.Signals(self._stop_signal).name)  # fmt: skip
+        codes: dict[str, int | None] = {}
         for name in order:
-            code = self.procs[name].stop(self.stop_timeout)
+            if self._hurry:
+                break
+            proc = self.procs[name]
+            proc.close_control()
+            codes[name] = proc.wait(self.stop_timeout, give_up=lambda: self._hurry)
+            if codes[name] is None and not self._hurry:
+                log.warning("%s did not stop within %gs; killing it", name, self.stop_timeout)
+                codes[name] = proc.kill()
+        rest = [n for n in order if codes.get(n) is None]
+        if self._hurry and rest:
+            log.warning("second stop signal: stopping now; %s get %gs, then SIGKILL",
+                        ", ".join(rest), HURRY_GRACE)  # fmt: skip
+            for name in rest:
+                self.procs[name].close_control()
+            deadline = time.monotonic() + HURRY_GRACE
+            for name in rest:
+                left = max(0.0, deadline - time.monotonic())
+                code = self.procs[name].wait(left)
+                codes[name] = code if code is not None else self.procs[name].kill()
+        for name in order:
             self.view.actors[name].running = False
-            log.info("stopped %s (exit code %s)", name, code)
+            log.info("stopped %s (exit code %s)", name, codes.get(name))
         self._restart_at.clear()

@@ -99,8 +99,10 @@ class FaultHarness(Harness):  # type: ignore[misc,valid-type]
 
     # --- the pipeline ----------------------------------------------------------------
 
-    def start(self, *extra: str, toml: str = FLUSH_TOML, sampling: float = 0.2) -> None:  # type: ignore[override]
-        """Start ``up`` with fast timers (``sampling`` seconds between ticks)."""
+    def start(self, *extra: str, toml: str = FLUSH_TOML, sampling: float = 0.2,  # type: ignore[override]
+              own_group: bool = False) -> None:  # fmt: skip
+        """Start ``up`` with fast timers (``sampling`` seconds between ticks); with
+        ``own_group`` it leads its own process group (see ``EmulatedNode``)."""
         self.node.start_pipeline(
             self.output,
             "--sampling-interval",
@@ -109,6 +111,7 @@ class FaultHarness(Harness):  # type: ignore[misc,valid-type]
             *extra,
             config_toml=toml,
             log_path=self.log,
+            own_group=own_group,
         )
 
     def pid(self, actor: str) -> int:
