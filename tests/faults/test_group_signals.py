@@ -11,10 +11,11 @@ from datetime import datetime
 
 import pytest
 
-from tests.faults.harness import MISSING, SKIP_REASON, FaultHarness, uids
+from tests.faults.harness import FaultHarness, uids
+from tests.prerequisites import requires
 from tests.support import poll_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON)]
+pytestmark = [pytest.mark.slow, requires("fuse")]
 
 PODS = 20
 SAMPLING = 0.1
