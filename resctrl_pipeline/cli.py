@@ -210,18 +210,31 @@ def check(config_file: str | None, **flags: Any) -> None:
     help="Directory for the Parquet files.",
 )
 @click.option("--keep-workdir", is_flag=True, help="Keep the emulated node's directory.")
-def demo(duration: str, pods: int, output: str, keep_workdir: bool) -> None:
+@click.option(
+    "--hardware",
+    default="classic",
+    show_default=True,
+    help="Emulated hardware profile: classic, snc[:N], abmc[:COUNTERS], aet[:RMIDS], "
+    "classes[:A,B], runtime-groups; combine with + (docs/emulator.md).",
+)
+def demo(duration: str, pods: int, output: str, keep_workdir: bool, hardware: str) -> None:
     """Run the real pipeline against an emulated node and print a per-pod summary."""
     from resctrl_pipeline.config import parse_duration
     from resctrl_pipeline.demo import DemoError, DemoOptions, run_demo
+    from resctrl_pipeline.emulator.hardware import parse_hardware
 
     try:
         seconds = parse_duration(duration)
     except ValueError as err:
         click.echo(f"error: --duration {duration!r}: {err}", err=True)
         sys.exit(2)
+    try:
+        parse_hardware(hardware)
+    except ValueError as err:
+        click.echo(f"error: --hardware {hardware!r}: {err}", err=True)
+        sys.exit(2)
     opts = DemoOptions(duration=seconds, pods=pods, output=output, keep_workdir=keep_workdir,
-                       echo=click.echo)  # fmt: skip
+                       echo=click.echo, hardware=hardware)  # fmt: skip
     try:
         sys.exit(run_demo(opts))
     except DemoError as err:

@@ -52,6 +52,7 @@ class DemoOptions:
     sampling_interval: str = "500ms"
     keep_workdir: bool = False
     echo: Callable[[str], None] = print
+    hardware: str = "classic"
 
 
 def missing_prerequisites() -> list[str]:
@@ -100,11 +101,11 @@ def run_demo(opts: DemoOptions) -> int:
     os.makedirs(output, exist_ok=True)
     started_ns = time.time_ns()
     work = tempfile.mkdtemp(prefix="rp-demo-")
-    node = EmulatedNode(work)
+    node = EmulatedNode(work, hardware=opts.hardware)
     try:
         node.start()
         pods = [node.new_pod(KINDS[i % len(KINDS)]) for i in range(opts.pods)]
-        echo(f"emulated node: resctrl (FUSE) at {node.resctrl_root}, "
+        echo(f"emulated node ({node.hardware}): resctrl (FUSE) at {node.resctrl_root}, "
              f"NRI runtime at {node.runtime.socket_path}")  # fmt: skip
         # One pod predates the pipeline: it must be adopted from the first Synchronize.
         node.start_pod(pods[0])

@@ -5,6 +5,11 @@ production node has: the pipeline is started as ``resctrl-pipeline up`` with fla
 a child process and finds the emulations behind ``--resctrl-root``,
 ``--cgroup-root`` and ``--nri-socket``. Pods are real processes (Python workloads
 by kind) placed in the emulated cgroup tree before their StartContainer, as runc does.
+With the ``classes`` or ``runtime-groups`` hardware profile the runtime also does what
+an RDT-enabled runc does to resctrl (:mod:`.runtime_rdt`): a pod made with
+``rdt_class`` has its process written to that class, and with ``runtime-groups`` each
+container gets ``<CLOS>/mon_groups/<container-id>``; ``runtime.restart()`` then prunes
+empty MON groups.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resctrl_pipeline.emulator.cgroupfs import EmulatedCgroups
+from resctrl_pipeline.emulator.hardware import Hardware, parse_hardware
 from resctrl_pipeline.emulator.nri_runtime import EmulatedNriRuntime
 from resctrl_pipeline.emulator.resctrlfs import EmulatedResctrl
+from resctrl_pipeline.emulator.runtime_rdt import RuntimeRdt
 
 __all__ = ["WORKLOADS", "EmulatedNode", "Pod"]
 
@@ -65,6 +72,7 @@ class Pod:
     container_id: str = ""
     up: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    rdt_class: str = ""
 
     @property
     def cgroup_parent(self) -> str:
@@ -82,6 +90,8 @@ class EmulatedNode:
 
     Args:
         work: a private directory for mounts, sockets and the runtime directory.
+        hardware: the hardware profile of the emulated resctrl (``docs/emulator.md``),
+            e.g. ``"abmc+classes"``.
         domains, snc, num_rmids, mbm: the emulated resctrl topology.
         cgroup_version: 2 (unified) or 1 (per-controller hierarchies).
     """
@@ -90,6 +100,7 @@ class EmulatedNode:
         self,
         work: str,
         *,
+        hardware: Hardware | str = "classic",
         domains: tuple[int, ...] = (0, 1),
         snc: int = 0,
         num_rmids: int = 64,
@@ -99,11 +110,18 @@ class EmulatedNode:
         self.work = work
         self.resctrl_root = os.path.join(work, "resctrl")
         self.runtime_dir = os.path.join(work, "run")
-        self.fs = EmulatedResctrl(self.resctrl_root, domains=domains, snc=snc,
-                                  num_rmids=num_rmids, mbm=mbm)  # fmt: skip
+        self.hardware = parse_hardware(hardware) if isinstance(hardware, str) else hardware
+        self.fs = EmulatedResctrl(self.resctrl_root, hardware=self.hardware, domains=domains,
+                                  snc=snc, num_rmids=num_rmids, mbm=mbm)  # fmt: skip
         self.cgroups = EmulatedCgroups(os.path.join(work, "cgroup"),
                                        version=2 if cgroup_version == 2 else 1)  # fmt: skip
-        self.runtime = EmulatedNriRuntime(os.path.join(work, "nri.sock"))
+        hw = self.hardware
+        rdt = (
+            RuntimeRdt(self.resctrl_root, monitoring=hw.runtime_groups)
+            if hw.ctrl_mon or hw.runtime_groups
+            else None
+        )
+        self.runtime = EmulatedNriRuntime(os.path.join(work, "nri.sock"), rdt=rdt)
         self.up: subprocess.Popen[bytes] | None = None
         self.pods: list[Pod] = []
 
@@ -114,22 +132,27 @@ class EmulatedNode:
         self.runtime.start()
 
     def new_pod(self, kind: str, name: str | None = None, namespace: str = "demo",
-                args: tuple[str, ...] = ()) -> Pod:  # fmt: skip
-        """A pod (not started yet) with a fresh uid."""
-        pod = Pod(str(uuid.uuid4()), name or f"{kind}-{len(self.pods)}", kind, namespace, args)
+                args: tuple[str, ...] = (), rdt_class: str = "") -> Pod:  # fmt: skip
+        """A pod (not started yet) with a fresh uid; ``rdt_class`` puts its container
+        in that CTRL_MON group (``classes`` profile)."""
+        pod = Pod(str(uuid.uuid4()), name or f"{kind}-{len(self.pods)}", kind, namespace, args,
+                  rdt_class=rdt_class)  # fmt: skip
         self.pods.append(pod)
         return pod
 
     def start_pod(self, pod: Pod) -> None:
         """RunPodSandbox, then the container's process, cgroup and StartContainer."""
-        self.runtime.add_pod(pod.uid, pod.namespace, pod.name, pod.cgroup_parent)
+        rdt = pod.rdt_class
+        annotations = {"rdt.resources.beta.kubernetes.io/pod": rdt} if rdt else None
+        self.runtime.add_pod(pod.uid, pod.namespace, pod.name, pod.cgroup_parent,
+                             annotations=annotations)  # fmt: skip
         pod.proc = subprocess.Popen([sys.executable, "-c", WORKLOADS[pod.kind], *pod.args],
                                     stdin=subprocess.DEVNULL)  # fmt: skip
         pod.container_id = uuid.uuid4().hex + uuid.uuid4().hex
         self.cgroups.attach(pod.cgroup_rel, [pod.proc.pid])
         self.runtime.add_container(pod.container_id, pod.uid,
                                    f"{pod.cgroup_parent}/{pod.container_id}", pod.proc.pid,
-                                   name=pod.kind)  # fmt: skip
+                                   name=pod.kind, rdt_class=pod.rdt_class)  # fmt: skip
         pod.up = True
 
     def stop_pod(self, pod: Pod) -> None:

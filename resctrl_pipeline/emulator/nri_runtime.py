@@ -14,6 +14,12 @@ every change is delivered to the connected plugins in containerd's order:
 * ``remove_pod``: StopContainer per container, STOP_POD_SANDBOX, REMOVE_CONTAINER per
   container, REMOVE_POD_SANDBOX (minimal pod, as containerd sends it).
 
+With a :class:`~.runtime_rdt.RuntimeRdt` (``rdt=``), containers also get what an
+RDT-enabled runc/containerd does to resctrl: the process written to its class's
+``tasks``, a ``<CLOS>/mon_groups/<container-id>`` group (``runtime-groups``) made before
+the events are delivered and removed after REMOVE_CONTAINER, and on :meth:`restart`
+the empty MON groups pruned (goresctrl ``SetConfig``).
+
 Fault injection: :meth:`~EmulatedNriRuntime.restart` (drop every connection, optionally
 refuse connects for a while, like a containerd restart), :meth:`~EmulatedNriRuntime.
 set_stall` (accept connections and never answer), :meth:`~EmulatedNriRuntime.inject`
@@ -51,6 +57,7 @@ from resctrl_pipeline.emulator.runtime_events import (
     sync_listing,
 )
 from resctrl_pipeline.emulator.runtime_events import cgroups_path as default_cgroups_path
+from resctrl_pipeline.emulator.runtime_rdt import RuntimeRdt
 from resctrl_pipeline.emulator.runtime_session import (
     Answer,
     Delivery,
@@ -97,6 +104,7 @@ class EmulatedNriRuntime:
             containers each (``more=true`` on all but the last).
         request_timeout: seconds a plugin has per call before it is dropped.
         registration_timeout: seconds a new connection has to register.
+        rdt: the runtime's resctrl side (classes, runtime-made MON groups), or None.
     """
 
     def __init__(
@@ -107,8 +115,11 @@ class EmulatedNriRuntime:
         sync_chunk: int | None = None,
         request_timeout: float = 2.0,
         registration_timeout: float = 5.0,
+        rdt: RuntimeRdt | None = None,
     ) -> None:
         self.socket_path = os.fspath(socket_path)
+        self.rdt = rdt
+        self._rdt_class: dict[str, str] = {}  # container id → its RDT class
         self.delivery = delivery
         self.sync_chunk = sync_chunk
         self.request_timeout = request_timeout
@@ -190,11 +201,14 @@ class EmulatedNriRuntime:
         pid: int = 0,
         *,
         name: str = "",
+        rdt_class: str = "",
     ) -> None:
         """Create and start a container whose init process is ``pid``.
 
         ``cgroups_path`` defaults to containerd's formula over the pod's cgroup parent.
-        Raises KeyError for an unknown pod.
+        ``rdt_class`` (with ``rdt``) is the CTRL_MON group the runtime puts it in.
+        Raises KeyError for an unknown pod, and OSError when the runtime's resctrl
+        step fails (the container is then not created, as runc fails it).
         """
 
         def apply() -> None:
@@ -203,6 +217,9 @@ class EmulatedNriRuntime:
             ctr = EmulatedContainer(
                 container_id, pod_uid, name or container_id[:12], cgroups_path or path, pid
             )
+            if self.rdt is not None:
+                self.rdt.container_created(container_id, pid, rdt_class)
+                self._rdt_class[container_id] = rdt_class
             self._containers[container_id] = ctr
             self._deliver(container_started(pod, ctr))
 
@@ -223,6 +240,7 @@ class EmulatedNriRuntime:
         def apply() -> None:
             ctr = self._containers.pop(container_id)
             self._deliver(container_removed(self._pods[ctr.pod_uid], ctr))
+            self._rdt_deleted([container_id])
 
         self._call(apply)
 
@@ -235,6 +253,7 @@ class EmulatedNriRuntime:
             for ctr in ctrs:
                 del self._containers[ctr.id]
             self._deliver(pod_removed(pod, ctrs))
+            self._rdt_deleted([ctr.id for ctr in ctrs])
 
         self._call(apply)
 
@@ -242,9 +261,12 @@ class EmulatedNriRuntime:
 
     def restart(self, downtime: float = 0.0) -> None:
         """Drop every connection (plugins see EOF) and refuse connects for ``downtime``
-        seconds, as a containerd restart does; pods and containers survive."""
+        seconds, as a containerd restart does; pods and containers survive. With
+        ``rdt``, the restarted runtime prunes every empty MON group (goresctrl)."""
 
         def apply() -> None:
+            if self.rdt is not None:
+                self.rdt.prune()
             for conn in list(self._conns.values()):
                 self._close(conn, "runtime restart")
             self._drop_stalled()
@@ -486,6 +508,12 @@ class EmulatedNriRuntime:
             for event, pod, container in events:
                 conn.session.deliver(now, event, pod, container)
             self._flush(conn)
+
+    def _rdt_deleted(self, container_ids: list[str]) -> None:
+        for cid in container_ids:
+            rdt_class = self._rdt_class.pop(cid, "")
+            if self.rdt is not None:
+                self.rdt.container_deleted(cid, rdt_class)
 
     def _snapshot(self) -> tuple[list[nri_pb2.PodSandbox], list[nri_pb2.Container]]:
         return sync_listing(list(self._pods.values()), list(self._containers.values()))

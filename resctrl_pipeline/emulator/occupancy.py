@@ -13,7 +13,8 @@ arguments (the caller reads ``/proc`` and the clock).
 * :class:`OccupancyModel` keeps, per key (a group) and leaf, an occupancy that moves
   exponentially toward a target proportional to recent CPU use (``fill_per_cpu`` of
   the leaf per busy CPU), bounded so that all keys together never exceed the leaf's
-  capacity; and MBM byte counts that grow with CPU time.
+  capacity; MBM byte counts that grow with CPU time; and the CPU seconds themselves,
+  from which :mod:`.telemetry` derives the AET (``PERF_PKG``) values.
 """
 
 from __future__ import annotations
@@ -64,21 +65,24 @@ class CacheParams:
 
 @dataclass(frozen=True, slots=True)
 class LeafCounters:
-    """The three counters of one key on one leaf, in bytes, as a read reports them."""
+    """The three counters of one key on one leaf, in bytes, as a read reports them,
+    and the CPU seconds the key used there since it was tracked."""
 
     llc_occupancy: int
     mbm_total_bytes: int
     mbm_local_bytes: int
+    cpu_seconds: float = 0.0
 
 
 class _KeyState:
     """Unquantised per-leaf values of one key."""
 
-    __slots__ = ("mbm", "occupancy")
+    __slots__ = ("cpu", "mbm", "occupancy")
 
     def __init__(self, leaves: int) -> None:
         self.occupancy = [0.0] * leaves
         self.mbm = [0.0] * leaves
+        self.cpu = [0.0] * leaves
 
 
 class OccupancyModel(Generic[K]):
@@ -126,6 +130,7 @@ class OccupancyModel(Generic[K]):
                 seconds = used[leaf] if used is not None else 0.0
                 targets[key] = p.leaf_bytes * min(1.0, seconds / dt * p.fill_per_cpu)
                 state.mbm[leaf] += seconds * p.mbm_bytes_per_cpu_second
+                state.cpu[leaf] += seconds
             total_target = sum(targets.values())
             scale = p.leaf_bytes / total_target if total_target > p.leaf_bytes else 1.0
             for key, state in self._keys.items():
@@ -151,6 +156,7 @@ class OccupancyModel(Generic[K]):
             llc_occupancy=int(state.occupancy[leaf] // res) * res,
             mbm_total_bytes=int(mbm),
             mbm_local_bytes=int(mbm * self.params.local_fraction),
+            cpu_seconds=state.cpu[leaf],
         )
 
 

@@ -192,13 +192,21 @@ class TaskPlacement(Generic[G]):
         self._placed[tid] = Placement(group, start_ticks, now_ticks, tgid)
         return was is not group
 
-    def evacuate(self, group: G, now_ticks: int) -> None:
-        """Move every thread of ``group`` to the default group (``rmdir``)."""
+    def evacuate(self, group: G, now_ticks: int, to: G | None = None) -> None:
+        """Move every thread of ``group`` to ``to`` (default: the default group), as
+        ``rmdir`` does."""
+        target = self._default if to is None else to
         for tid, placed in list(self._placed.items()):
             if placed.group is group:
-                self._placed[tid] = Placement(
-                    self._default, placed.start_ticks, now_ticks, placed.tgid
-                )
+                self._placed[tid] = Placement(target, placed.start_ticks, now_ticks, placed.tgid)
+
+    def current(self, tid: int, start_ticks: int) -> G:
+        """The group of the thread ``tid`` that started at ``start_ticks``: a placement
+        recorded for an earlier thread with the same TID does not count."""
+        placed = self._placed.get(tid)
+        if placed is None or placed.start_ticks != start_ticks:
+            return self._default
+        return placed.group
 
     def group_of(self, tid: int) -> G:
         """The group of ``tid`` as last recorded (the default group when unplaced)."""

@@ -5,8 +5,9 @@ from a daemon thread of the calling process; other processes then use it with pl
 ``os`` calls, as they would ``/sys/fs/resctrl``. To serve it from a separate process
 instead, run this module::
 
-    python -m resctrl_pipeline.emulator.resctrlfs --mount DIR [--domains 0,3] [--snc 2]
-        [--num-rmids 32] [--limbo-seconds 1] [--no-mbm] [--llc-mib 32] [--exit-with-parent]
+    python -m resctrl_pipeline.emulator.resctrlfs --mount DIR [--hardware abmc+classes]
+        [--domains 0,3] [--snc 2] [--num-rmids 32] [--limbo-seconds 1] [--no-mbm]
+        [--llc-mib 32] [--exit-with-parent]
 
 It prints ``mounted DIR`` once the mount is usable and unmounts on SIGTERM, SIGINT or
 SIGHUP (exit status 0).
@@ -43,6 +44,7 @@ from types import FrameType, TracebackType
 
 import mfusepy
 
+from resctrl_pipeline.emulator.hardware import Hardware, parse_hardware
 from resctrl_pipeline.emulator.occupancy import CacheParams
 from resctrl_pipeline.emulator.resctrlops import ResctrlOperations
 from resctrl_pipeline.emulator.resctrltree import ResctrlTree
@@ -129,8 +131,11 @@ class EmulatedResctrl:
 
     Args:
         mountpoint: directory to mount on (created when missing).
+        hardware: the hardware profile (:mod:`.hardware`), as a spec such as
+            ``"abmc+classes"`` or built; default ``classic``.
         domains: L3 cache ids (``mon_L3_XX``), not necessarily contiguous.
-        snc: sub-NUMA nodes per L3 domain, 0 for none.
+        snc: sub-NUMA nodes per L3 domain, 0 for none (the ``snc`` profile's
+            count wins when it is set).
         num_rmids: RMIDs including the default group's.
         mbm: whether ``mbm_total_bytes`` and ``mbm_local_bytes`` exist.
         limbo_seconds: how long a released RMID stays unusable.
@@ -142,6 +147,7 @@ class EmulatedResctrl:
         self,
         mountpoint: str | os.PathLike[str],
         *,
+        hardware: Hardware | str = "classic",
         domains: tuple[int, ...] = (0, 1),
         snc: int = 0,
         num_rmids: int = 64,
@@ -150,9 +156,14 @@ class EmulatedResctrl:
         llc_bytes: int = 32 * _MIB,
         allow_other: bool = False,
     ) -> None:
-        topology = Topology(domains=domains, snc=snc, mbm=mbm)
+        hw = parse_hardware(hardware) if isinstance(hardware, str) else hardware
+        snc = hw.snc or snc
+        packages = hw.packages if hw.aet else ()
+        topology = Topology(domains=domains, snc=snc, mbm=mbm, packages=packages)
         cache = CacheParams(leaf_bytes=llc_bytes // max(snc, 1))
-        tree = ResctrlTree(topology, num_rmids=num_rmids, limbo_seconds=limbo_seconds, cache=cache)
+        tree = ResctrlTree(
+            topology, hardware=hw, num_rmids=num_rmids, limbo_seconds=limbo_seconds, cache=cache
+        )
         self._setup(tree, mountpoint, allow_other)
 
     @classmethod
@@ -271,6 +282,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Serve an emulated resctrl filesystem over FUSE until a signal.",
     )
     parser.add_argument("--mount", required=True, help="mountpoint (created when missing)")
+    parser.add_argument(
+        "--hardware", default="classic", help="profile, e.g. abmc+classes (docs/emulator.md)"
+    )
     parser.add_argument("--domains", default="0,1", help="L3 cache ids, e.g. 0,3")
     parser.add_argument("--snc", type=int, default=0, help="SNC nodes per L3 domain")
     parser.add_argument("--num-rmids", type=int, default=64)
@@ -294,8 +308,14 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda _signum, _frame: stop.set())
     if args.exit_with_parent:
         _die_with_parent(signal.SIGTERM)
+    try:
+        hardware = parse_hardware(args.hardware)
+    except ValueError as err:
+        print(f"error: --hardware: {err}", file=sys.stderr)
+        return 2
     fs = EmulatedResctrl(
         args.mount,
+        hardware=hardware,
         domains=tuple(int(d) for d in args.domains.split(",")),
         snc=args.snc,
         num_rmids=args.num_rmids,

@@ -8,6 +8,10 @@ the ``mon_L3_XX`` files report the sum over them.
 A *leaf* is the finest monitoring domain: an SNC node when SNC is on, otherwise an
 L3 domain. Leaves are numbered 0..leaves-1 in domain order; CPUs are spread over
 them in contiguous blocks.
+
+Intel telemetry (AET, ``hardware.aet``) adds one ``mon_PERF_PKG_XX`` directory per
+package beside the ``mon_L3_XX`` ones; packages take the leaves in contiguous blocks
+too (package k of P holds leaves ``k*L//P`` up to ``(k+1)*L//P``).
 """
 
 from __future__ import annotations
@@ -15,10 +19,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-__all__ = ["EVENTS", "Topology"]
+__all__ = ["AET_EVENTS", "EVENTS", "Topology"]
 
 EVENTS = ("llc_occupancy", "mbm_total_bytes", "mbm_local_bytes")
 """The L3 monitoring events, in the order ``info/L3_MON/mon_features`` lists them."""
+
+AET_EVENTS = (
+    "core_energy",
+    "activity",
+    "stalls_llc_hit",
+    "c1_res",
+    "unhalted_core_cycles",
+    "stalls_llc_miss",
+    "c6_res",
+    "unhalted_ref_cycles",
+    "uops_retired",
+)
+"""The PERF_PKG events, as ``info/PERF_PKG_MON/mon_features`` lists them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,16 +48,18 @@ class Topology:
             consecutively across domains (domain index * snc + k).
         mbm: whether the memory-bandwidth events exist besides ``llc_occupancy``.
         cpus: CPUs to spread over the leaves (default: this machine's count).
+        packages: package ids with ``mon_PERF_PKG_XX`` telemetry (empty: no AET).
 
     Raises:
         ValueError: no domains, duplicate or negative ids, ``snc`` of 1 or below 0,
-            or fewer than one CPU.
+            fewer than one CPU, or more packages than leaves.
     """
 
     domains: tuple[int, ...] = (0, 1)
     snc: int = 0
     mbm: bool = True
     cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+    packages: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.domains or len(set(self.domains)) != len(self.domains):
@@ -51,6 +70,10 @@ class Topology:
             raise ValueError("snc is 0 (off) or the number of SNC nodes per L3 domain (>= 2)")
         if self.cpus < 1:
             raise ValueError("at least one CPU")
+        if len(set(self.packages)) != len(self.packages) or min(self.packages, default=0) < 0:
+            raise ValueError(f"package ids must be unique and not negative: {self.packages}")
+        if len(self.packages) > self.leaves:
+            raise ValueError("no more packages than leaves")
 
     @property
     def events(self) -> tuple[str, ...]:
@@ -94,3 +117,16 @@ class Topology:
     def sub_dir(self, sub: int) -> str:
         """``mon_sub_L3_YY`` directory name of an SNC node."""
         return f"mon_sub_L3_{sub:02d}"
+
+    def package_dir(self, package: int) -> str:
+        """``mon_PERF_PKG_XX`` directory name of a package."""
+        return f"mon_PERF_PKG_{package:02d}"
+
+    def package_leaves(self, package: int) -> range:
+        """Leaf indexes whose CPUs belong to ``package``.
+
+        Raises:
+            ValueError: ``package`` is not part of this topology.
+        """
+        index, count = self.packages.index(package), len(self.packages)
+        return range(index * self.leaves // count, (index + 1) * self.leaves // count)

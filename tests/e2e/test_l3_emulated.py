@@ -108,9 +108,12 @@ def _artifacts_dir(path: str) -> str:
 
 
 @pytest.fixture
-def harness() -> Iterator[Harness]:
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """An emulated node; its hardware profile (docs/emulator.md) is ``classic`` unless
+    parametrised indirectly: ``@pytest.mark.parametrize("harness", ["abmc"],
+    indirect=True)``."""
     work = tempfile.mkdtemp(prefix="rp-l3-", dir="/tmp")
-    h = Harness(work)
+    h = Harness(work, hardware=getattr(request, "param", "classic"))
     try:
         yield h
     finally:

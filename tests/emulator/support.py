@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.prerequisites import missing, requires
 from tests.support import poll_until
@@ -133,3 +134,37 @@ def unmount_helpers(path: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+class FakeProc:
+    """A proc tree with /proc/stat and threads whose CPU time the test sets."""
+
+    def __init__(self, root: Path, cpus: int) -> None:
+        self.root = root
+        self.cpus = cpus
+        self.host = [0] * cpus
+        self.write_host()
+
+    def write_host(self) -> None:
+        lines = ["cpu  0 0 0 0 0 0 0 0 0 0"]
+        lines += [f"cpu{i} {busy} 0 0 0 0 0 0 0 0 0" for i, busy in enumerate(self.host)]
+        (self.root / "stat").write_text("\n".join(lines) + "\n")
+
+    def thread(self, tid: int, cpu_ticks: int, cpu: int) -> None:
+        task = self.root / str(tid)
+        (task / "task" / str(tid)).mkdir(parents=True, exist_ok=True)
+        (task / "task" / str(tid) / "children").write_text("")
+        (task / "status").write_text(f"Name:\tx\nTgid:\t{tid}\n")
+        fields = ["S", "1"] + ["0"] * 48
+        fields[11], fields[19], fields[36] = str(cpu_ticks), "7", str(cpu)
+        (task / "stat").write_text(f"{tid} (fake) " + " ".join(fields) + "\n")
+
+
+class FakeClock:
+    """A clock the test moves by hand (``now`` in seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now

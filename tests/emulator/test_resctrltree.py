@@ -18,7 +18,7 @@ import pytest
 from resctrl_pipeline.emulator.occupancy import CacheParams
 from resctrl_pipeline.emulator.resctrltree import ROOT, ResctrlTree
 from resctrl_pipeline.emulator.topology import Topology
-from tests.emulator.support import Child, wait_gone
+from tests.emulator.support import Child, FakeClock, FakeProc, wait_gone
 
 MIB = 1024 * 1024
 
@@ -218,38 +218,6 @@ def test_moved_tids_leave_their_old_group_rmdir_returns_them_and_exited_ones_van
 
 
 # --- counters --------------------------------------------------------------------------
-
-
-class FakeProc:
-    """A proc tree with /proc/stat and threads whose CPU time the test sets."""
-
-    def __init__(self, root: Path, cpus: int) -> None:
-        self.root = root
-        self.cpus = cpus
-        self.host = [0] * cpus
-        self.write_host()
-
-    def write_host(self) -> None:
-        lines = ["cpu  0 0 0 0 0 0 0 0 0 0"]
-        lines += [f"cpu{i} {busy} 0 0 0 0 0 0 0 0 0" for i, busy in enumerate(self.host)]
-        (self.root / "stat").write_text("\n".join(lines) + "\n")
-
-    def thread(self, tid: int, cpu_ticks: int, cpu: int) -> None:
-        task = self.root / str(tid)
-        (task / "task" / str(tid)).mkdir(parents=True, exist_ok=True)
-        (task / "task" / str(tid) / "children").write_text("")
-        (task / "status").write_text(f"Name:\tx\nTgid:\t{tid}\n")
-        fields = ["S", "1"] + ["0"] * 48
-        fields[11], fields[19], fields[36] = str(cpu_ticks), "7", str(cpu)
-        (task / "stat").write_text(f"{tid} (fake) " + " ".join(fields) + "\n")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_counters_follow_cpu_use_and_the_root_adds_its_groups(tmp_path: Path) -> None:

@@ -18,11 +18,16 @@ def _work() -> str:
 
 
 @pytest.fixture
-def harness() -> Iterator[FaultHarness]:
-    """An emulated node (2 L3 domains, MBM, 64 RMIDs); the test starts ``up`` itself."""
+def harness(request: pytest.FixtureRequest) -> Iterator[FaultHarness]:
+    """An emulated node (2 L3 domains, MBM, 64 RMIDs); the test starts ``up`` itself.
+
+    The hardware profile (docs/emulator.md) is ``classic`` unless parametrised
+    indirectly (``@pytest.mark.parametrize("harness", ["snc"], indirect=True)``);
+    ``harness_factory(hardware=..., **node)`` takes it too.
+    """
     need("fuse")
     work = _work()
-    h = FaultHarness(work)
+    h = FaultHarness(work, hardware=getattr(request, "param", "classic"))
     try:
         yield h
         _no_tracebacks(h)
