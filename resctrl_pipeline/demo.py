@@ -12,6 +12,12 @@ What runs:
 * ``resctrl-pipeline up`` itself, as a child process with flags, exactly as a user
   starts it.
 
+With ``--hardware`` the emulated node models that hardware (``docs/emulator.md``):
+with ``classes`` every second pod after the first runs in an RDT class, with
+``runtime-groups`` the runtime gives each container its own MON group and is
+restarted halfway (pruning empty MON groups), with ``abmc`` the counters still free
+are shown at the end.
+
 At the end it stops the pipeline (SIGTERM: files finalised), prints a per-pod summary
 from the Parquet files it wrote, and says where they are.
 """
@@ -104,9 +110,17 @@ def run_demo(opts: DemoOptions) -> int:
     node = EmulatedNode(work, hardware=opts.hardware)
     try:
         node.start()
-        pods = [node.new_pod(KINDS[i % len(KINDS)]) for i in range(opts.pods)]
+        classes = node.hardware.classes
+        pods = [
+            node.new_pod(KINDS[i % len(KINDS)],
+                         rdt_class=classes[i // 2 % len(classes)] if classes and i % 2 else "")
+            for i in range(opts.pods)
+        ]  # fmt: skip
         echo(f"emulated node ({node.hardware}): resctrl (FUSE) at {node.resctrl_root}, "
              f"NRI runtime at {node.runtime.socket_path}")  # fmt: skip
+        in_classes = [f"{p.name} in {p.rdt_class}" for p in pods if p.rdt_class]
+        if in_classes:
+            echo(f"RDT classes: {', '.join(in_classes)}")
         # One pod predates the pipeline: it must be adopted from the first Synchronize.
         node.start_pod(pods[0])
         up = node.start_pipeline(
@@ -134,6 +148,7 @@ def run_demo(opts: DemoOptions) -> int:
         next_report = time.monotonic() + 5
         churn = [p for p in pods if p.kind == "churn"]
         churn_at = time.monotonic() + 4
+        restart_at = time.monotonic() + opts.duration / 2 if node.hardware.runtime_groups else None
         while time.monotonic() < deadline:
             if up.poll() is not None:
                 raise DemoError(f"resctrl-pipeline up exited early with {up.returncode}")
@@ -144,12 +159,18 @@ def run_demo(opts: DemoOptions) -> int:
                     else:
                         node.start_pod(pod)
                 churn_at = time.monotonic() + 4
+            if restart_at is not None and time.monotonic() >= restart_at:
+                pruned = node.runtime.restart(downtime=1.0)
+                echo(f"  runtime restarted: it pruned {len(pruned)} empty MON group(s)")
+                restart_at = None
             if time.monotonic() >= next_report:
                 ready, sampled = _pods_monitored(node.status())
                 left = max(0.0, deadline - time.monotonic())
                 echo(f"  {left:4.0f}s left: ready={ready}, pods sampled={sampled:.0f}")
                 next_report = time.monotonic() + 5
             time.sleep(0.2)  # pacing the demo's own loop, not waiting for a condition
+        if node.hardware.abmc:
+            echo(f"MBM counters free per domain: {_info(node.resctrl_root, 'available_mbm_cntrs')}")
         for pod in pods:
             node.stop_pod(pod)
         code = node.stop_pipeline()
@@ -159,6 +180,15 @@ def run_demo(opts: DemoOptions) -> int:
         if not opts.keep_workdir:
             shutil.rmtree(work, ignore_errors=True)
     return _summary(opts, node.pods, output, started_ns)
+
+
+def _info(resctrl_root: str, name: str) -> str:
+    """One ``info/L3_MON`` file of the emulated node, or why it could not be read."""
+    try:
+        with open(os.path.join(resctrl_root, "info", "L3_MON", name)) as f:
+            return f.read().strip()
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
 
 
 def _summary(opts: DemoOptions, pods: list[Pod], output: str, since_ns: int) -> int:

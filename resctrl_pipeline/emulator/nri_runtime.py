@@ -259,14 +259,13 @@ class EmulatedNriRuntime:
 
     # --- faults ----------------------------------------------------------------------
 
-    def restart(self, downtime: float = 0.0) -> None:
+    def restart(self, downtime: float = 0.0) -> list[str]:
         """Drop every connection (plugins see EOF) and refuse connects for ``downtime``
         seconds, as a containerd restart does; pods and containers survive. With
-        ``rdt``, the restarted runtime prunes every empty MON group (goresctrl)."""
+        ``rdt``, the restarted runtime prunes every empty MON group (goresctrl):
+        returns the paths it removed."""
 
-        def apply() -> None:
-            if self.rdt is not None:
-                self.rdt.prune()
+        def apply() -> list[str]:
             for conn in list(self._conns.values()):
                 self._close(conn, "runtime restart")
             self._drop_stalled()
@@ -275,8 +274,9 @@ class EmulatedNriRuntime:
                 self._listener.close()  # the file stays: connect() gets ECONNREFUSED
                 self._listener = None
             self._relisten_at = time.monotonic() + downtime
+            return self.rdt.prune() if self.rdt is not None else []
 
-        self._call(apply)
+        return self._call(apply)
 
     def set_stall(self, stalled: bool) -> None:
         """Accept new connections but never read or answer them (while True)."""

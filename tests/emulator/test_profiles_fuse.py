@@ -165,7 +165,12 @@ def test_classes_and_runtime_groups_through_the_mount(mount_dir: str, spawn: Any
             os.mkdir(os.path.join(mount_dir, "gold", "mon_groups", "pod_uid-1"))
             runtime.add_container("c2", "uid-1", pid=0)  # closID "/": the root's mon_groups
             assert os.path.isdir(os.path.join(mount_dir, "mon_groups", "c2"))
-            runtime.restart()  # goresctrl at start-up: every empty MON group goes
+            pruned = runtime.restart()  # goresctrl at start-up: every empty MON group goes
+            assert sorted(os.path.relpath(p, mount_dir) for p in pruned) == [
+                "gold/mon_groups/pod_uid-1",
+                "mon_groups/c2",
+                "mon_groups/pod_uid-1",
+            ]
             assert sorted(os.listdir(os.path.join(mount_dir, "mon_groups"))) == []
             assert os.listdir(os.path.join(mount_dir, "gold", "mon_groups")) == ["c1"]
             runtime.remove_container("c1")
