@@ -105,7 +105,7 @@ def test_entries_of_the_wrong_type_are_left_out_and_counted() -> None:
         got = served.samples()
         _, text = _get(served.http.port, "/metrics")
     assert {dict(labels)["pod_uid"] for _, labels in got} == {"u1"}
-    assert "resctrl_pipeline_pod_summary_rejected_entries 1.0" in text
+    assert "resctrl_pipeline_pod_entries_rejected 1.0" in text
 
 
 def test_pods_document() -> None:

@@ -12,7 +12,7 @@ labelled ``namespace``, ``pod``, ``pod_uid`` and ``node``:
 * ``resctrl_pod_containers``, ``resctrl_pod_reconciled_containers`` (gauges).
 
 A summary entry of the wrong type is left out (and counted in
-``resctrl_pipeline_pod_summary_rejected_entries``): the supervisor renders only what it
+``resctrl_pipeline_pod_entries_rejected``): the supervisor renders only what it
 could check.
 """
 
@@ -134,7 +134,7 @@ class PodMetricsCollector:
             containers.add_metric(labels, r.containers)
             reconciled.add_metric(labels, r.reconciled_containers)
         rejected_fam = GaugeMetricFamily(
-            "resctrl_pipeline_pod_summary_rejected_entries",
+            "resctrl_pipeline_pod_entries_rejected",
             "Entries of the sampler's latest per-pod summary left out for a wrong type.",
         )
         rejected_fam.add_metric([], rejected)
