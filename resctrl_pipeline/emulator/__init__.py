@@ -7,6 +7,10 @@ emulator serves the same paths and file formats the production code uses:
   FUSE (mfusepy + libfuse3, operations in :mod:`.resctrlops`), from a daemon thread
   or as its own process (``python -m resctrl_pipeline.emulator.resctrlfs --mount
   DIR``). Imported on its own: importing mfusepy fails where libfuse is missing.
+* :mod:`.hardware`: hardware profiles (``classic``, ``snc``, ``abmc``, ``aet``,
+  ``classes``, ``runtime-groups``, combined with ``+``) chosen per mount; ABMC
+  counter assignment is :mod:`.assignment`, AET values :mod:`.telemetry`, and the
+  runtime's resctrl side (classes, runtime-made MON groups) :mod:`.runtime_rdt`.
 * :mod:`.resctrltree`: the tree itself, lock-protected and FUSE-free, with the
   test-side API (pin counters, RMID limit, limbo, groups); built from RMIDs and limbo
   (:mod:`.rmids`), thread placement checked against ``/proc`` (:mod:`.placement`),
@@ -25,6 +29,7 @@ See ``docs/emulator.md`` for what is emulated and what is not.
 """
 
 from resctrl_pipeline.emulator.cgroupfs import EmulatedCgroups
+from resctrl_pipeline.emulator.hardware import Hardware, parse_hardware
 from resctrl_pipeline.emulator.occupancy import CacheParams, OccupancyModel
 from resctrl_pipeline.emulator.resctrltree import ROOT, GroupInfo, ResctrlTree
 from resctrl_pipeline.emulator.topology import Topology
@@ -34,7 +39,9 @@ __all__ = [
     "CacheParams",
     "EmulatedCgroups",
     "GroupInfo",
+    "Hardware",
     "OccupancyModel",
     "ResctrlTree",
     "Topology",
+    "parse_hardware",
 ]

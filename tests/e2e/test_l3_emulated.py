@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 
 import pyarrow.parquet as pq
@@ -356,3 +357,48 @@ def test_l3_4_multi_domain_values_are_summed(domains: tuple[int, ...], snc: int)
     finally:
         h.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+# --- hardware profiles (docs/emulator.md): the emulated node's side -------------------
+
+
+@pytest.mark.parametrize("harness", ["runtime-groups"], indirect=True)
+def test_l3_profile_runtime_made_groups_and_a_pruning_runtime_restart(harness: Harness) -> None:
+    """The runtime makes mon_groups/<container-id> with the container's process and
+    prunes empty MON groups when it restarts; the pipeline keeps sampling the pod."""
+    harness.start()
+    harness.wait_ready()
+    pod = harness.node.new_pod("busy")
+    harness.node.start_pod(pod)
+    tree = harness.node.fs.tree
+    assert pod.container_id in tree.groups()  # made before StartContainer reached anyone
+    poll_until(lambda: any(r["pod_uid"] == pod.uid for r in harness.rotate_and_rows()), 30,
+               what="rows of the pod")  # fmt: skip
+    pruned = harness.node.runtime.restart(downtime=1.0)
+    assert all(os.path.basename(p) not in tree.groups() for p in pruned)
+    restarted_ns = time.time_ns()
+    poll_until(lambda: harness.node.runtime.ready_plugins() >= 1, 30, what="reconnection")
+    poll_until(lambda: any(r["pod_uid"] == pod.uid and int(r["timestamp"]) > restarted_ns  # type: ignore[call-overload]
+                           for r in harness.rotate_and_rows()), 30,
+               what="rows of the pod after the restart")  # fmt: skip
+    harness.node.stop_pod(pod)
+    assert pod.container_id not in tree.groups()  # deleted with the container
+
+
+@pytest.mark.parametrize("harness", ["abmc+classes"], indirect=True)
+def test_l3_profile_pods_in_an_rdt_class_on_abmc(harness: Harness) -> None:
+    """A pod whose container the runtime put into the class ``gold`` stays in that
+    class (the pipeline cannot take its threads out of it) and still gets rows."""
+    harness.start()
+    harness.wait_ready()
+    plain, classy = harness.node.new_pod("busy"), harness.node.new_pod("busy", rdt_class="gold")
+    for pod in (plain, classy):
+        harness.node.start_pod(pod)
+    tree = harness.node.fs.tree
+    assert classy.proc is not None
+    poll_until(lambda: {plain.uid, classy.uid} <= {r["pod_uid"] for r in harness.rotate_and_rows()},
+               30, what="rows of both pods")  # fmt: skip
+    assert tree.group_of(classy.proc.pid).startswith("gold/")
+    assert tree.group_of(plain.proc.pid if plain.proc else 0) == group_name(plain)
+    with open(os.path.join(harness.node.resctrl_root, "info", "L3_MON", "num_mbm_cntrs")) as f:
+        assert f.read() == "0=32;1=32\n"

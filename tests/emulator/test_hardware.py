@@ -153,3 +153,28 @@ def test_packages_take_the_leaves_in_blocks() -> None:
     assert (topo.package_leaves(0), topo.package_leaves(1)) == (range(0, 2), range(2, 4))
     with pytest.raises(ValueError):
         Topology(domains=(0,), cpus=2, packages=(0, 1))
+
+
+def test_aet_with_snc_counts_a_package_over_its_sub_numa_nodes(tmp_path: Path) -> None:
+    proc, clock = FakeProc(tmp_path, cpus=4), FakeClock()
+    tree = ResctrlTree(
+        Topology(domains=(0, 1), snc=2, cpus=4, packages=(0, 1)),
+        hardware=parse_hardware("aet+snc"),
+        clock=clock,
+        proc=str(tmp_path),
+    )
+    assert tree.entries(tree.resolve("/mon_data")) == [
+        "mon_L3_00", "mon_L3_01", "mon_PERF_PKG_00", "mon_PERF_PKG_01",
+    ]  # fmt: skip
+    tree.mkdir("/mon_groups/g")
+    proc.thread(100, cpu_ticks=0, cpu=3)  # CPU 3: SNC node 3, in L3 domain 1, package 1
+    tree.write(tree.resolve("/mon_groups/g/tasks"), b"100\n", writer_tid=1)
+    tree.refresh_counters()
+    clock.now += 1.0
+    proc.thread(100, cpu_ticks=100, cpu=3)
+    tree.refresh_counters()
+    data = "/mon_groups/g/mon_data"
+    assert read(tree, f"{data}/mon_PERF_PKG_01/core_energy") == "6.500000\n"
+    assert read(tree, f"{data}/mon_PERF_PKG_00/core_energy") == "Unavailable\n"
+    assert read(tree, f"{data}/mon_L3_01/mon_sub_L3_03/mbm_total_bytes") == "2000000000\n"
+    assert read(tree, f"{data}/mon_L3_01/mbm_total_bytes") == "2000000000\n"
