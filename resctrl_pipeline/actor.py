@@ -52,7 +52,7 @@ from resctrl_pipeline.droplog import DropLog
 from resctrl_pipeline.errors import ConfigError, DecodeError
 from resctrl_pipeline.hookfaults import HookFaults
 from resctrl_pipeline.messages import ActorStats, Message
-from resctrl_pipeline.topology import EDGES, edges_from, edges_into, endpoint
+from resctrl_pipeline.topology import EDGES, HEARTBEAT_INTERVAL, edges_from, edges_into, endpoint
 
 __all__ = ["Actor", "ActorSettings", "TimerSchedule", "run_actor"]
 
@@ -103,7 +103,7 @@ class ActorSettings:
     runtime_dir: str
     channel_capacity: int
     snapshot_interval: float = 10.0
-    stats_interval: float = 1.0
+    stats_interval: float = HEARTBEAT_INTERVAL
     #: Monotonic clock; injectable so tests drive timers deterministically.
     clock: Callable[[], float] = time.monotonic
     #: Edge name → endpoint override (tests); default from :func:`topology.endpoint`.

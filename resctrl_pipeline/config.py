@@ -150,6 +150,13 @@ def _http_addr(text: object) -> str:
     return text
 
 
+def _liveness_timeout(text: object) -> float:
+    seconds = parse_duration(text)
+    if seconds < 3:
+        raise ValueError("must be at least 3s (three heartbeat intervals)")
+    return seconds
+
+
 def _output(text: object) -> str:
     value = _text(r"[^\n]+", "a directory path or s3://bucket/prefix")(text)
     if value.startswith("s3://") and not re.fullmatch(r"s3://[a-z0-9.\-]{3,63}(/.*)?", value):
@@ -250,6 +257,10 @@ KEYS: tuple[Key, ...] = (
         "Per-pod series (resctrl_pod_*) on /metrics and the /pods document: the sampler "
         "sends the supervisor each pod's latest reading about once a second.",
         "RESCTRL_POD_METRICS"),
+    Key("supervisor.liveness_timeout", "30s", _liveness_timeout,
+        "An actor that sends no heartbeat (one a second) for this long is killed (SIGKILL) "
+        "and restarted; /ready is 503 after three missed heartbeats already. At least 3s.",
+        "RESCTRL_LIVENESS_TIMEOUT"),
     Key("node.name", "", _text(r"[A-Za-z0-9._-]{0,253}", "a node name"),
         "Node name in file names and metadata; empty = NODE_NAME env or the hostname.",
         "NODE_NAME", "--node-name"),
@@ -298,6 +309,7 @@ class Config:
     s3_path_style: bool
     http_addr: str
     pod_metrics: bool
+    liveness_timeout: float
     node_name: str
     log_level: str
 
@@ -330,6 +342,7 @@ _FIELD_OF = {
     "output.s3_path_style": "s3_path_style",
     "http.addr": "http_addr",
     "http.pod_metrics": "pod_metrics",
+    "supervisor.liveness_timeout": "liveness_timeout",
     "node.name": "node_name",
     "log.level": "log_level",
 }

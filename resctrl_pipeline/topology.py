@@ -18,7 +18,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["ACTORS", "EDGES", "Edge", "edges_from", "edges_into", "endpoint"]
+__all__ = ["ACTORS", "EDGES", "HEARTBEAT_INTERVAL", "Edge", "edges_from", "edges_into", "endpoint"]
+
+#: Seconds between two heartbeats (ActorStats on ``stats``) of an actor; the supervisor
+#: calls an actor silent after three of them.
+HEARTBEAT_INTERVAL = 1.0
 
 #: Actor names, in start order (consumers first, so their sockets are bound early).
 ACTORS: tuple[str, ...] = ("writer", "sampler", "reconciler", "nri-listener")

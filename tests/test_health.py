@@ -226,3 +226,46 @@ def test_openmetrics_when_the_scraper_asks_for_it() -> None:
         assert "resctrl_pipeline_samples_total" in body
     finally:
         http.stop()
+
+
+def _reporting() -> PipelineView:
+    v = view()
+    v.actors["sampler"].stats = ActorStats("sampler", 10, 100.0)
+    v.actors["writer"].stats = ActorStats("writer", 11, 100.0)
+    v.actors["sampler"].heartbeat_at = v.actors["writer"].heartbeat_at = 50.0
+    return v
+
+
+def test_actor_silent_for_three_heartbeats_is_named() -> None:
+    v = _reporting()
+    assert readiness(v, now=52.9) == (True, [])
+    v.actors["writer"].heartbeat_at = 53.0
+    assert readiness(v, now=53.4) == (False, ["sampler: no heartbeat for 3.4 s"])
+    assert v.as_json(now=53.4)["reasons"] == ["sampler: no heartbeat for 3.4 s"]
+
+
+def test_killed_actor_that_lingers_is_named() -> None:
+    v = _reporting()
+    v.actors["sampler"].killed_at = 80.0
+    ok, reasons = readiness(v, now=82.5)
+    assert not ok
+    assert len(reasons) == 2 and reasons[1] == "writer: no heartbeat for 32.5 s"
+    assert reasons[0].startswith("sampler: pid 10 killed 2.5 s ago for its silence and not gone")
+
+
+def test_heartbeat_age_and_liveness_kills_are_exported() -> None:
+    import time
+
+    v = _reporting()
+    v.actors["sampler"].heartbeat_at = time.monotonic() - 5.0
+    v.actors["sampler"].liveness_kills = 2
+    v.actors["writer"].heartbeat_at = None  # no heartbeat yet: no age
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MetricsCollector(lambda: v))
+    fams = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    ages = {s.labels["actor"]: s.value for s in fams[
+        "resctrl_pipeline_actor_heartbeat_age_seconds"].samples}  # fmt: skip
+    assert list(ages) == ["sampler"] and 5.0 <= ages["sampler"] < 60
+    kills = {s.labels["actor"]: s.value for s in fams[
+        "resctrl_pipeline_actor_liveness_kills"].samples if s.name.endswith("_total")}  # fmt: skip
+    assert kills == {"sampler": 2.0, "writer": 0.0}

@@ -3,7 +3,13 @@
 The loop waits on the stats socket and a signal wake-up descriptor (SIGCHLD, SIGTERM,
 SIGINT, SIGUSR1), so an idle pipeline costs the supervisor almost nothing:
 
-* a heartbeat updates the :class:`PipelineView` behind the HTTP endpoints;
+* a heartbeat updates the :class:`PipelineView` behind the HTTP endpoints, and its
+  arrival time (monotonic) is kept: an actor without one for
+  ``supervisor.liveness_timeout`` (plus :data:`STARTUP_GRACE` before its first) is hung
+  — stopped, or stuck in a hook or a kernel call — and is killed with SIGKILL, logged
+  once, counted, and restarted through the restart policy once the old process is
+  gone (one in an uninterruptible kernel wait outlives SIGKILL for a while: the log and
+  ``/ready`` say so);
 * an exited actor is restarted after the :class:`RestartPolicy` back-off, or, after
   too many restarts, everything stops and ``up`` exits 1;
 * SIGUSR1 is forwarded to the writer (file rotation);
@@ -50,6 +56,10 @@ log = logging.getLogger(__name__)
 STOP_ORDER = ("nri-listener", "reconciler", "sampler", "writer")
 #: Seconds the actors get after a second stop signal before SIGKILL.
 HURRY_GRACE = 2.0
+#: Extra seconds an actor gets for its first heartbeat (Python imports, recovery).
+STARTUP_GRACE = 10.0
+#: Seconds after a liveness SIGKILL before a process still there is reported.
+LINGER_NOTICE = 1.0
 
 
 class HttpAddressError(PipelineError):
@@ -138,6 +148,7 @@ class Supervisor:
         self._stop_signal = 0
         self._hurry = False
         self._signals: list[int] = []
+        self._lingering: set[str] = set()
         self.http_port = 0
 
     @property
@@ -161,6 +172,8 @@ class Supervisor:
         self.policy.started(name, now)
         view = self.view.actors[name]
         view.pid, view.running, view.started_at = pid, True, time.time()
+        view.started_mono, view.heartbeat_at, view.killed_at = now, None, None
+        self._lingering.discard(name)
         log.info("started %s (pid %d)", name, pid)
         self._write_pids()
 
@@ -183,6 +196,10 @@ class Supervisor:
             if code is None:
                 continue
             view.running = False
+            if view.killed_at is not None:
+                log.info("%s (pid %s) killed for its silence is gone after %.1f s",
+                         name, view.pid, now - view.killed_at)  # fmt: skip
+                view.killed_at = None
             decision = self.policy.exited(name, now)
             if decision.give_up:
                 log.error("giving up: %s", decision.reason)
@@ -196,6 +213,33 @@ class Supervisor:
                 del self._restart_at[name]
                 self._start(name)
         return None
+
+    def _check_liveness(self, now: float) -> None:
+        """SIGKILL actors silent for ``supervisor.liveness_timeout``; report lingerers."""
+        timeout = self.cfg.liveness_timeout
+        for name, view in self.view.actors.items():
+            if not view.running or view.started_mono is None:
+                continue
+            if view.killed_at is not None:
+                if now - view.killed_at >= LINGER_NOTICE and name not in self._lingering:
+                    self._lingering.add(name)
+                    log.warning("%s (pid %s) is still there %.1f s after SIGKILL (an "
+                                "uninterruptible kernel wait?); its replacement starts when "
+                                "it is gone", name, view.pid, now - view.killed_at)  # fmt: skip
+                continue
+            if view.heartbeat_at is None:
+                silent, limit = now - view.started_mono, timeout + STARTUP_GRACE
+            else:
+                silent, limit = now - view.heartbeat_at, timeout
+            if silent < limit:
+                continue
+            what = "no heartbeat" if view.heartbeat_at is not None else "no first heartbeat"
+            log.error("%s (pid %s) sent %s for %.1f s (supervisor.liveness_timeout %gs): "
+                      "killing it (SIGKILL) for a restart", name, view.pid, what, silent,
+                      timeout)  # fmt: skip
+            view.killed_at = now
+            view.liveness_kills += 1
+            self.procs[name].signal(signal.SIGKILL)
 
     def _handle_stats(self, sock: zmq.Socket[bytes]) -> None:
         for _ in range(256):
@@ -217,6 +261,7 @@ class Supervisor:
                 view = self.view.actors[body.actor]
                 if body.pid == view.pid:
                     view.stats = body
+                    view.heartbeat_at = time.monotonic()
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT (0) or until giving up on an actor (1).
@@ -289,6 +334,7 @@ class Supervisor:
                     self._signals.pop(0)
                     if "writer" in self.procs and self.procs["writer"].signal(signal.SIGUSR1):
                         log.info("forwarded SIGUSR1 to the writer (rotate)")
+                self._check_liveness(time.monotonic())
                 reason = self._reap()
                 if reason is not None:
                     code = 1

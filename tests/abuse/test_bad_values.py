@@ -76,6 +76,7 @@ BAD: dict[str, list[str]] = {
     "http.addr": ['"8080"', '"localhost"', '"127.0.0.1:99999"', '":80"', '"h:-1"', "8080"],
     "node.name": ['"a/b"', '"../x"', '"sp ace"', f'"{"n" * 254}"'],
     "log.level": ['"verbose"', '""', "10"],
+    "supervisor.liveness_timeout": [*_DURATION, '"2s"', '"2999ms"'],
 }
 
 

@@ -27,7 +27,12 @@ from tests.support import poll_until
 pytestmark = [pytest.mark.slow, requires("fuse")]
 
 PODS = 50
-TOML = '[output]\nflush_interval = "1s"\n[pipeline]\nchannel_capacity = 8\n'
+# The actors stay stopped on purpose, longer than the default liveness timeout may
+# allow under load: the supervisor must not replace them meanwhile.
+TOML = (
+    '[output]\nflush_interval = "1s"\n[pipeline]\nchannel_capacity = 8\n'
+    '[supervisor]\nliveness_timeout = "10m"\n'
+)
 DROP_LINE = re.compile(r"Dropped (\d+) occupancy batches in the last second")
 
 
