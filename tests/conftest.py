@@ -1,16 +1,48 @@
-"""Shared fixtures and hooks: prerequisites (skip or fail), the skip summary."""
+"""Shared fixtures and hooks.
+
+* prerequisites: ``requires(...)`` skips, or fails under ``$RESCTRL_REQUIRE_ALL``
+  (``tests/prerequisites.py``); the run ends with the skips counted by reason;
+* timeouts: every test has one (pytest-timeout; ``slow`` tests a longer one), so a
+  hang fails with a traceback instead of stopping the run;
+* markers stay true: a test not marked ``slow`` that starts a process fails;
+* Hypothesis: profiles ``dev`` (default) and ``ci`` (``--hypothesis-profile=ci``: at
+  least :data:`CI_EXAMPLES` examples per fuzzer), a random seed per run, printed in the
+  header and with every failure.
+"""
 
 from __future__ import annotations
 
 import os
+import random
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Generator, Iterator
+from typing import Any
 
 import pluggy
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.prerequisites import PREFIX, REQUIRE_ENV, need, require_all
+from tests.support import CI_EXAMPLES
+
+#: Seconds a test may take, set-up and teardown included, before it fails with a
+#: traceback: generous for quick tests on a loaded 2-core machine (the slowest takes
+#: ~11 s there); ``slow`` tests start pipelines, containerd or FUSE mounts.
+QUICK_TIMEOUT = 120
+SLOW_TIMEOUT = 600
+
+settings.register_profile(
+    "dev", deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "ci",
+    parent=settings.get_profile("dev"),
+    max_examples=CI_EXAMPLES,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("dev")
 
 
 @pytest.fixture
@@ -42,6 +74,56 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(f"{len(files)} file(s)")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A random Hypothesis seed for this run unless ``--hypothesis-seed`` names one:
+    every run explores new inputs, and a failure can be repeated with the seed."""
+    if config.getoption("hypothesis_seed", None) is None:
+        config.option.hypothesis_seed = str(random.SystemRandom().getrandbits(32))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = config.getoption("hypothesis_seed")
+    profile = settings.get_current_profile_name()
+    return f"hypothesis profile {profile!r}, seed {seed} (repeat with --hypothesis-seed={seed})"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``slow`` tests get the longer timeout unless they name their own."""
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            slow = item.get_closest_marker("slow") is not None
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT if slow else QUICK_TIMEOUT))
+
+
+# --- markers stay true: quick tests start no process ------------------------------------
+
+#: Audit events that start a process (PEP 578); mounting goes through one too.
+_SPAWN_EVENTS = frozenset(
+    {"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.system"}
+)
+_spawns: list[str] = []
+_watching = [False]
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if _watching[0] and event in _SPAWN_EVENTS:
+        _spawns.append(f"{event} {str(args[:2])[:120]}")
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
+    _spawns.clear()
+    _watching[0] = item.get_closest_marker("slow") is None
+    try:
+        yield
+    finally:
+        _watching[0] = False
+
+
 # --- prerequisites: skip outside CI, fail in CI (tests/prerequisites.py) -------------------
 
 
@@ -58,9 +140,20 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
     """Under ``$RESCTRL_REQUIRE_ALL`` every skip is a failure, whoever raised it (a
-    plain ``skipif`` in a new test included): CI cannot go green by skipping."""
+    plain ``skipif`` in a new test included): CI cannot go green by skipping. A quick
+    test that started a process fails (mark it ``slow``). Failures of Hypothesis
+    tests carry the run's seed."""
     outcome = yield
     report = outcome.get_result()
+    if report.when == "teardown" and _spawns and report.passed:
+        report.outcome = "failed"
+        report.longrepr = (
+            "started a process but is not marked slow (-m 'not slow' must stay quick and "
+            "hermetic): " + "; ".join(_spawns[:3])
+        )
+    if report.failed and item.get_closest_marker("hypothesis") is not None:
+        seed = item.config.getoption("hypothesis_seed")
+        report.sections.append(("hypothesis seed", f"repeat with --hypothesis-seed={seed}"))
     if require_all() and report.skipped and not hasattr(report, "wasxfail"):
         reason = _skip_reason(report)
         report.outcome = "failed"

@@ -70,3 +70,17 @@ def set_counter(group: str, domain: int, feature: str, text: str) -> None:
     """Overwrite one counter file's content (e.g. ``"123\\n"`` or ``"Unavailable\\n"``)."""
     with open(os.path.join(group, "mon_data", f"mon_L3_{domain:02d}", feature), "w") as f:
         f.write(text)
+
+
+#: Examples per fuzzer under the ``ci`` Hypothesis profile (``.ci/run``).
+CI_EXAMPLES = 200
+
+
+def fuzz_examples(quick: int) -> int:
+    """How many examples a fuzzer runs: ``quick`` on a developer's run, at least
+    :data:`CI_EXAMPLES` under the ``ci`` Hypothesis profile (``--hypothesis-profile=ci``)."""
+    from hypothesis import settings
+
+    if settings.get_current_profile_name() == "ci":
+        return max(quick, CI_EXAMPLES)
+    return quick

@@ -267,6 +267,7 @@ def real_pod() -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
             os.rmdir(d)  # empty once the process is reaped
 
 
+@pytest.mark.slow
 @pytest.mark.root
 def test_real_v1_cgroup_threads_reach_the_group(
     real_pod: tuple[str, str, subprocess.Popen[str]], tmp_path: Path

@@ -224,6 +224,7 @@ def test_the_container_runs_the_images_console_script_with_accepted_arguments() 
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 @requires("kustomize")
 def test_kustomize_renders_the_base_and_the_example_overlay(tmp_path: Path) -> None:
     render = kustomize_command()

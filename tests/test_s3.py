@@ -340,6 +340,7 @@ def test_a_hanging_store_never_blocks_the_writer(tmp_path: Path) -> None:
         blackhole.close()
 
 
+@pytest.mark.slow
 def test_writer_process_uploads_with_credentials_from_the_environment(
     s3: LocalS3, tmp_path: Path, short_tmp: str
 ) -> None:

@@ -66,6 +66,7 @@ def _add(sink: ParquetSink, ids: Ids, accepted: set[int], now: float, rows: int 
     return not dropped
 
 
+@pytest.mark.slow
 def test_full_tmpfs_stops_once_drops_and_resumes(
     tiny_fs: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

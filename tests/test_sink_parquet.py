@@ -24,6 +24,7 @@ from resctrl_pipeline import __version__
 from resctrl_pipeline.messages import OccupancyBatch
 from resctrl_pipeline.schema import SCHEMA_VERSION, column_names
 from resctrl_pipeline.sink import ParquetSink, SinkClosed
+from tests.support import fuzz_examples
 
 WALL0 = 1_700_000_000.0
 
@@ -239,7 +240,9 @@ OPS = st.lists(
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=fuzz_examples(25),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(ops=OPS)
 def test_readers_only_ever_see_complete_files(

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from resctrl_pipeline.sink.policy import journal_name, partial_name
 from tests.test_sink_parquet import Ids, assert_all_readable, batch, hidden, ids_in, make_sink
@@ -151,6 +152,7 @@ sys.exit(3)
 """
 
 
+@pytest.mark.slow
 def test_sigkilled_writer_process_loses_at_most_the_unflushed_rows(tmp_path: Path) -> None:
     out = tmp_path / "out"
     child = subprocess.Popen(

@@ -59,6 +59,7 @@ def test_timer_period_is_a_tenth_of_the_flush_interval_within_bounds() -> None:
     assert timer_period(0.1) == 0.05
 
 
+@pytest.mark.slow
 def test_writer_process_recovers_rotates_and_finalises(short_tmp: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
     # A crash image of an earlier run, for start-up recovery to finish.

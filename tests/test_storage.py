@@ -374,6 +374,7 @@ def test_requests_are_addressed_path_style_or_virtual_hosted(
     assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDTEST/")
 
 
+@pytest.mark.slow
 def test_the_sink_does_not_import_object_storage() -> None:
     """Layering: storage builds on the sink's file names, never the other way round."""
     import subprocess

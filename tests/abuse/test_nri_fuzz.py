@@ -26,12 +26,14 @@ from resctrl_pipeline.nri.ttrpc import MAX_BODY, MAX_SKIP, encode_message, encod
 from tests.abuse.conftest import Witness
 from tests.faults.harness import rss_bytes
 from tests.prerequisites import requires
-from tests.support import poll_until
+from tests.support import fuzz_examples, poll_until
 
 pytestmark = [pytest.mark.slow, requires("fuse")]
 
+#: Each example is a round trip through the running listener: few on a developer's run,
+#: CI's profile raises it (tests/support.py: fuzz_examples); seeds are random per run.
 FUZZ = settings(
-    max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    max_examples=fuzz_examples(10), deadline=None, suppress_health_check=list(HealthCheck)
 )
 #: Methods a runtime may call on the plugin, plus nonsense. Not ``Synchronize``: a
 #: Synchronize, whatever it lists, is authoritative by protocol.
@@ -52,8 +54,6 @@ METHODS = [
     "\x00" * 3,
 ]
 _stream_ids = itertools.count(2**31 + 1, 2)
-#: Protobuf-layer calls injected so far, and the listener's served-request count before.
-_protobuf: dict[str, float] = {}
 
 
 def _requests_served(w: Witness) -> float:
@@ -144,54 +144,57 @@ def test_ttrpc_layer_messages(
     _serving(pipeline)
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-@given(
-    calls=st.lists(
-        st.tuples(
-            st.sampled_from(METHODS),
-            st.one_of(
-                st.binary(max_size=256),
-                st.builds(
-                    lambda e, u, n: nri_pb2.StateChangeEvent(
-                        event=e, pod=nri_pb2.PodSandbox(id=u, uid=u, name=n, namespace=n)
-                    ).SerializeToString(),
-                    st.integers(0, 30),
-                    st.text(max_size=40),
-                    st.text(max_size=40),
-                ),
+PROTOBUF_CALLS = st.lists(
+    st.tuples(
+        st.sampled_from(METHODS),
+        st.one_of(
+            st.binary(max_size=256),
+            st.builds(
+                lambda e, u, n: nri_pb2.StateChangeEvent(
+                    event=e, pod=nri_pb2.PodSandbox(id=u, uid=u, name=n, namespace=n)
+                ).SerializeToString(),
+                st.integers(0, 30),
+                st.text(max_size=40),
+                st.text(max_size=40),
             ),
         ),
-        min_size=1,
-        max_size=6,
-    )
+    ),
+    min_size=1,
+    max_size=6,
 )
-def test_protobuf_layer_payloads(pipeline: Witness, calls: list[tuple[str, bytes]]) -> None:
-    # Valid framing, odd increasing stream ids above the runtime's: every call reaches
-    # the protobuf decoder. (Liveness is checked before each injection and at the end.)
-    if not _protobuf:
-        _protobuf.update(before=_requests_served(pipeline), calls=0)
-    _protobuf["calls"] += len(calls)
-    _inject(
-        pipeline,
-        b"".join(
-            encode_frames(1, encode_request(next(_stream_ids), PLUGIN_SERVICE, m, p))
-            for m, p in calls
-        ),
-    )
 
 
-def test_protobuf_fuzz_then_a_fresh_connection_serves(pipeline: Witness) -> None:
-    """The protobuf examples used stream ids above the runtime's own, so the runtime's
-    next calls are refused on that connection (by the stream rules); a runtime restart
-    gives a fresh one. Pods the garbage announced are gone after its Synchronize."""
+def test_protobuf_layer_payloads_then_a_fresh_connection_serves(pipeline: Witness) -> None:
+    """Valid framing, odd increasing stream ids above the runtime's: every call reaches
+    the protobuf decoder, and every one is served. Those stream ids make the runtime's
+    own next calls refused on that connection (by the stream rules), so a runtime
+    restart gives a fresh one; pods the garbage announced are gone after its
+    Synchronize. (One test, so that it runs alone as well as in the module.)"""
     h = pipeline.h
     rt = h.node.runtime
-    if not _protobuf:
-        pytest.skip("follows test_protobuf_layer_payloads (run the module)")
+    before = _requests_served(pipeline)
+    sent = [0]
+
+    @settings(
+        max_examples=fuzz_examples(25), deadline=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(calls=PROTOBUF_CALLS)
+    def inject(calls: list[tuple[str, bytes]]) -> None:
+        sent[0] += len(calls)
+        _inject(
+            pipeline,
+            b"".join(
+                encode_frames(1, encode_request(next(_stream_ids), PLUGIN_SERVICE, m, p))
+                for m, p in calls
+            ),
+        )
+
+    inject()
+    assert sent[0] > 0
     poll_until(
-        lambda: _requests_served(pipeline) - _protobuf["before"] >= _protobuf["calls"],
+        lambda: _requests_served(pipeline) - before >= sent[0],
         15,
-        what=f"all {_protobuf['calls']:.0f} fuzzed calls served",
+        what=f"all {sent[0]} fuzzed calls served",
     )
     rt.restart(downtime=0)
     _serving(pipeline)

@@ -24,6 +24,7 @@ def lines(path: str) -> set[int]:
         return {int(t) for t in f.read().split()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("version", "threads_file"), [(2, "cgroup.threads"), (1, "tasks")])
 def test_the_production_reader_sees_every_thread_of_an_attached_process(
     tmp_path: Path, spawn: Callable[[], Child], version: Literal[1, 2], threads_file: str
@@ -47,6 +48,7 @@ def test_the_production_reader_sees_every_thread_of_an_attached_process(
         assert lines(os.path.join(os.path.dirname(directory), "cgroup.procs")) == set()
 
 
+@pytest.mark.slow
 def test_refresh_follows_new_threads_children_and_exits(
     tmp_path: Path, spawn: Callable[[], Child]
 ) -> None:
@@ -70,6 +72,7 @@ def test_refresh_follows_new_threads_children_and_exits(
     assert lines(threads) == set()
 
 
+@pytest.mark.slow
 def test_a_descendant_attached_elsewhere_belongs_there_and_attach_moves(
     tmp_path: Path, spawn: Callable[[], Child]
 ) -> None:
@@ -106,6 +109,7 @@ def test_remove_deletes_the_cgroup_in_every_hierarchy(tmp_path: Path) -> None:
         cgroups.create("../escape")
 
 
+@pytest.mark.slow
 def test_the_background_refresher_picks_up_new_threads(
     tmp_path: Path, spawn: Callable[[], Child]
 ) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+import pytest
+
 from resctrl_pipeline.emulator.placement import TaskPlacement, survey
 from resctrl_pipeline.emulator.resctrltree import ResctrlTree
 from resctrl_pipeline.emulator.threads import boot_ticks
@@ -21,6 +23,7 @@ def join_group(tree: ResctrlTree, group: str, tid: int) -> None:
     poll_until(lambda: boot_ticks() > joined, what="next clock tick")
 
 
+@pytest.mark.slow
 def test_new_threads_and_children_inherit_but_older_threads_do_not(
     spawn: Callable[[], Child],
 ) -> None:
@@ -37,6 +40,7 @@ def test_new_threads_and_children_inherit_but_older_threads_do_not(
     assert tree.group_of(older) == ""
 
 
+@pytest.mark.slow
 def test_a_thread_placed_explicitly_is_not_adopted_later(spawn: Callable[[], Child]) -> None:
     child = spawn()
     tree = ResctrlTree()

@@ -178,6 +178,7 @@ def test_a_tid_without_proc_entry_is_esrch_and_a_good_write_clears_the_status() 
     assert tree.last_cmd_status == "ok\n"
 
 
+@pytest.mark.slow
 def test_ids_in_kstrtoint_syntax_zero_for_the_writer_and_empty_writes(
     spawn: Callable[[], Child],
 ) -> None:
@@ -196,6 +197,7 @@ def test_ids_in_kstrtoint_syntax_zero_for_the_writer_and_empty_writes(
     assert tree.operations()["task_moves"] == 2
 
 
+@pytest.mark.slow
 def test_moved_tids_leave_their_old_group_rmdir_returns_them_and_exited_ones_vanish(
     spawn: Callable[[], Child],
 ) -> None:

@@ -55,8 +55,15 @@ def test_up_restarts_killed_actor_and_ready_flips(pipeline: RunningPipeline,
                                                   short_tmp: str) -> None:  # fmt: skip
     pipeline.wait_serving(("sampler", "writer"))
     assert pipeline.get("/live")[0] == 200
+    # Judged once both actors have reported (before that, 503 only says "no heartbeat
+    # yet"): the sampler itself keeps it 503 until its first group and metadata events.
+    poll_until(
+        lambda: all(a["ready"] for a in pipeline.status()["actors"].values()),
+        20,
+        what="the first heartbeats of sampler and writer",
+    )
     code, body = pipeline.get("/ready")
-    assert code == 503 and "not ready" in body
+    assert code == 503 and "waiting for the first group and metadata event" in body, body
     assert os.stat(pipeline.runtime_dir).st_mode & 0o777 == 0o700
 
     resctrl = os.path.join(short_tmp, "resctrl")

@@ -23,6 +23,7 @@ from resctrl_pipeline.resctrl.errnos import ResctrlWriteError, TaskRefused
 from resctrl_pipeline.resctrl.groups import ResctrlGroups
 from tests.prerequisites import missing, requires
 from tests.stateful.test_reconciler_machine import PREFIX, run_machine
+from tests.support import fuzz_examples
 
 needs_fuse = requires("fuse")
 
@@ -173,7 +174,9 @@ def test_threads_rmids_and_limbo_are_the_emulators(kernels: Kernels) -> None:
 @pytest.mark.slow
 def test_reconciler_against_the_fuse_emulator(kernels: Kernels) -> None:
     run_machine(
-        kernels, max_examples=int(os.environ.get("RP_FUSE_MACHINE_EXAMPLES", "50")), steps=30
+        kernels,
+        max_examples=int(os.environ.get("RP_FUSE_MACHINE_EXAMPLES", fuzz_examples(50))),
+        steps=30,
     )
     assert len(kernels.made) >= 2
     assert kernels.mounted() == [], "the machine's teardown left mounts"

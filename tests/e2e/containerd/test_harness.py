@@ -178,6 +178,7 @@ def test_launch_refuses_to_run_without_root(
         daemon.launch(tmp_path)
 
 
+@pytest.mark.slow
 @requires("gcc")
 def test_workload_runs_the_requested_threads_and_stops_on_sigterm(tmp_path: Path) -> None:
     binary = build_static(CSRC / "workload.c", tmp_path, pthread=True)
