@@ -76,6 +76,7 @@ def test_classic_refuses_top_level_mkdir() -> None:
     assert errno_of(lambda: tree.mkdir("/gold")) == errno.EPERM
 
 
+@pytest.mark.slow
 def test_a_mon_group_takes_only_threads_of_its_ctrl_mon_group(child: Child) -> None:
     tree = classes_tree()
     tid = int(child.ask("thread"))
@@ -107,6 +108,7 @@ def test_a_mon_group_takes_only_threads_of_its_ctrl_mon_group(child: Child) -> N
     assert tree.group_of(tid) == "pod_a"
 
 
+@pytest.mark.slow
 def test_rmdir_returns_threads_to_the_ctrl_mon_group_or_with_a_class_to_the_root(
     child: Child,
 ) -> None:
