@@ -8,6 +8,7 @@ from resctrl_pipeline.config import Config
 from resctrl_pipeline.core import Core
 from resctrl_pipeline.errors import ConfigError
 from resctrl_pipeline.reconcile import Reconciler
+from resctrl_pipeline.reconcile.mbm_counters import CounterPolicy
 from resctrl_pipeline.resctrl.groups import ResctrlGroups
 from resctrl_pipeline.resctrl.ops import OsResctrlOps
 
@@ -28,6 +29,7 @@ def build(cfg: Config) -> Core:
         prefix=cfg.group_prefix,
         retry_interval=cfg.retry_interval,
         health_interval=cfg.health_interval,
+        mbm_policy=CounterPolicy(cfg.mbm_assign),
     )
 
 

@@ -164,6 +164,33 @@ def _output(text: object) -> str:
     return value
 
 
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_LABEL = re.compile(
+    r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+    r"=([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?"
+)
+
+
+def _mbm_assign(value: object) -> tuple[str, ...]:
+    """``auto``, ``none``, or selectors: namespaces and ``key=value`` pod labels.
+
+    A list in TOML, or a comma-separated string (environment, command line).
+    """
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ValueError("expected auto, none, or a list of namespaces and key=value labels")
+    words = tuple(i.strip() for i in items if i.strip())
+    if words in (("auto",), ("none",)):
+        return words
+    bad = [w for w in words if not (_NAMESPACE.fullmatch(w) or _LABEL.fullmatch(w))]
+    if not words or bad or len(words) > 64:
+        raise ValueError(
+            f"expected auto, none, or up to 64 namespaces and key=value labels"
+            f"{f' (not one: {bad[0][:80]!r})' if bad else ''}"
+        )
+    return words
+
+
 _path = _text(r"/[^\n]*", "an absolute path")
 _any_path = _text(r"[^\n]+", "a path")
 # Scheme, host (name, IPv4 or [IPv6]) and port only: the bucket and key go into the
@@ -210,6 +237,14 @@ KEYS: tuple[Key, ...] = (
     Key("resctrl.group_prefix", "pod_", _text(r"[A-Za-z0-9_-]{1,32}", "1-32 of [A-Za-z0-9_-]"),
         "Name prefix of the monitoring groups this agent owns; others are never touched.",
         None, "--group-prefix"),
+    Key("resctrl.mbm_assign", "auto", _mbm_assign,
+        "Who gets MBM counters where they must be assigned (AMD ABMC, mbm_event mode): "
+        "auto (pods in start order while counters last), none (no pod), or a list of "
+        "namespaces and key=value pod labels whose pods get them first, then the rest."),
+    Key("resctrl.runtime_groups", "auto", _choice(("auto", "attribute", "move")),
+        "Monitoring groups a runtime made for its containers (runc/crun "
+        "enableMonitoring): attribute (read them for the pod, move no thread), move "
+        "(threads into the pod's group), auto (attribute where such groups exist)."),
     Key("cgroup.root", "/sys/fs/cgroup", _path,
         "Root of the cgroup filesystem (v2 unified or v1 hierarchies).", None, "--cgroup-root"),
     Key("nri.socket", "/var/run/nri/nri.sock", _path,
@@ -290,6 +325,8 @@ class Config:
     runtime_dir: str
     resctrl_root: str
     group_prefix: str
+    mbm_assign: tuple[str, ...]
+    runtime_groups: str
     cgroup_root: str
     nri_socket: str
     nri_plugin_name: str
@@ -323,6 +360,8 @@ _FIELD_OF = {
     "pipeline.runtime_dir": "runtime_dir",
     "resctrl.root": "resctrl_root",
     "resctrl.group_prefix": "group_prefix",
+    "resctrl.mbm_assign": "mbm_assign",
+    "resctrl.runtime_groups": "runtime_groups",
     "cgroup.root": "cgroup_root",
     "nri.socket": "nri_socket",
     "nri.plugin_name": "nri_plugin_name",

@@ -56,12 +56,14 @@ class PodUp:
     ``cgroup_parent`` is the sandbox's ``linux.cgroup_parent`` as the runtime gave it
     (e.g. ``/kubepods/besteffort/pod<uid>`` or ``kubepods-besteffort-pod<uid>.slice``);
     empty when unknown. ``uid`` is untrusted text: consumers validate it before use.
+    ``labels`` are the pod's labels (the reconciler's counter policy selects by them).
     """
 
     uid: str
     namespace: str
     name: str
     cgroup_parent: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +143,16 @@ class GroupState:
 
     ``group_path`` is the absolute path of the group directory, or None when the group
     could not be created (e.g. no free RMID). ``reconciled_containers`` counts the
-    containers whose every thread is in the group.
+    containers whose every thread is in the group. ``mbm_epoch`` changes whenever
+    the reconciler assigned MBM counters to the group (ABMC): its MBM counts restarted
+    at 0.
     """
 
     pod_uid: str
     group_path: str | None
     total_containers: int = 0
     reconciled_containers: int = 0
+    mbm_epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from resctrl_pipeline import schema
 from resctrl_pipeline.core import Core, Outputs, Stats, Timer
+from resctrl_pipeline.counter_resets import CounterResets
 from resctrl_pipeline.errors import ResctrlReadError
 from resctrl_pipeline.messages import (
     POD_SUMMARY_COLUMNS,
@@ -88,7 +89,7 @@ class Sampler(Core):
         self._wall_ns = wall_ns
         self.pods: dict[str, GroupState] = {}
         self.labels: dict[str, tuple[str, str]] = {}
-        self._plan: list[tuple[str, str, str | None, str | None, int, int]] | None = None
+        self._plan: list[tuple[str, str, str | None, str | None, int, int, int]] | None = None
         self._seen_groups = False
         self._seen_metadata = False
         self._monitoring: MonitoringInfo | None = None
@@ -111,6 +112,7 @@ class Sampler(Core):
             if event in schema.TELEMETRY_COLUMNS
         ]
         self.per_domain = per_domain
+        self._resets = CounterResets()
         optional = [name for name, _, _ in schema.MBM_COLUMNS] if self.with_mbm else []
         optional += [name for _, name in self._telemetry]
         if per_domain:
@@ -146,6 +148,7 @@ class Sampler(Core):
         old = self.pods.get(state.pod_uid)
         if old is not None and old.group_path and old.group_path != state.group_path:
             self.reader.forget(old.group_path)
+            self._resets.forget(old.group_path)
         self.pods[state.pod_uid] = state
 
     def handle_resctrl_event(self, msg: GroupState | GroupGone | GroupSnapshot) -> None:
@@ -159,6 +162,7 @@ class Sampler(Core):
             old = self.pods.pop(msg.pod_uid, None)
             if old is not None and old.group_path:
                 self.reader.forget(old.group_path)
+                self._resets.forget(old.group_path)
         else:
             keep = {s.pod_uid for s in msg.states}
             for uid in [u for u in self.pods if u not in keep]:
@@ -166,6 +170,7 @@ class Sampler(Core):
                 old = self.pods.pop(uid)
                 if old.group_path:
                     self.reader.forget(old.group_path)
+                    self._resets.forget(old.group_path)
             for state in msg.states:
                 self._set_pod(state)
 
@@ -180,8 +185,8 @@ class Sampler(Core):
         else:
             self.labels = {p.uid: (p.namespace, p.name) for p in msg.pods}
 
-    def _build_plan(self) -> list[tuple[str, str, str | None, str | None, int, int]]:
-        """Per pod with a group: (uid, path, namespace, name, total, reconciled)."""
+    def _build_plan(self) -> list[tuple[str, str, str | None, str | None, int, int, int]]:
+        """Per pod with a group: (uid, path, namespace, name, total, reconciled, epoch)."""
         plan = []
         for uid, state in self.pods.items():
             if state.group_path is None:
@@ -189,7 +194,7 @@ class Sampler(Core):
             ns, name = self.labels.get(uid, (None, None))
             plan.append(
                 (uid, state.group_path, ns, name, state.total_containers,
-                 state.reconciled_containers)
+                 state.reconciled_containers, state.mbm_epoch)
             )  # fmt: skip
         return plan
 
@@ -221,7 +226,9 @@ class Sampler(Core):
         if not rows:
             return None
         # Transpose in C (zip) rather than appending to nine lists per row.
-        uids, paths, nss, names, totals, recs = (list(c) for c in zip(*kept, strict=True))
+        uids, paths, nss, names, totals, recs, epochs = (
+            list(c) for c in zip(*kept, strict=True)
+        )
         llc, mbm_total, mbm_local, mbm_state, telemetry, domains = (
             list(c) for c in zip(*readings, strict=True)
         )
@@ -237,6 +244,7 @@ class Sampler(Core):
             "llc_occupancy_bytes": llc,
         }
         if self.with_mbm:
+            self._resets.apply(paths, epochs, mbm_total, mbm_local)
             cols["mbm_total_bytes"] = mbm_total
             cols["mbm_local_bytes"] = mbm_local
             cols["mbm_state"] = mbm_state

@@ -16,10 +16,26 @@ class MemoryResctrlOps:
     (mkdir gets EBUSY while only limbo RMIDs remain, ENOSPC when none), every live
     thread in exactly one group (None = the root group), ESRCH for dead threads, tasks
     returning to the root on rmdir, and injected errnos per operation.
+
+    With ``mbm_counters`` (per domain), MBM counter assignment as on AMD ABMC in
+    ``mbm_event`` mode (``resctrl-modern.md`` §1): ``assigned`` maps every group (the
+    root is ``""``) to its counters per event; mkdir assigns total then local domain
+    by domain while counters last when ``assign_on_mkdir``; rmdir frees at once; writes
+    to ``mbm_L3_assignments`` follow the reference's formats, errnos and
+    ``last_cmd_status`` lines.
     """
 
+    EVENTS = ("mbm_total_bytes", "mbm_local_bytes")
+
     def __init__(
-        self, root: str = "/sys/fs/resctrl", num_rmids: int = 64, reserved: int = 0
+        self,
+        root: str = "/sys/fs/resctrl",
+        num_rmids: int = 64,
+        reserved: int = 0,
+        *,
+        mbm_counters: int | None = None,
+        domains: tuple[int, ...] = (0, 1),
+        assign_on_mkdir: bool = True,
     ) -> None:
         self._root = root
         self.num_rmids = num_rmids
@@ -30,6 +46,39 @@ class MemoryResctrlOps:
         self.status = "ok"
         self.mutations = 0
         self.faults: dict[str, list[int]] = {}  # op -> errnos still to raise
+        self.mbm_counters = mbm_counters
+        self.domains = domains
+        self.assign_on_mkdir = assign_on_mkdir
+        self.assigned: dict[str, dict[str, set[int]]] = {}
+        self.assignments_written = 0
+        if mbm_counters is not None:
+            self._assign_all("")  # the root gets counters at mount
+
+    # -- counters ----------------------------------------------------------------------
+
+    def free_counters(self, domain: int) -> int:
+        """Counters not assigned to any group in ``domain``."""
+        assert self.mbm_counters is not None
+        used = sum(domain in doms for g in self.assigned.values() for doms in g.values())
+        return self.mbm_counters - used
+
+    def _assign(self, group: str, event: str, domain: int) -> bool:
+        doms = self.assigned.setdefault(group, {}).setdefault(event, set())
+        if domain in doms:
+            return True
+        if self.free_counters(domain) <= 0:
+            self.status = f"Failed to allocate counter for {event} in domain {domain}"
+            return False
+        doms.add(domain)
+        return True
+
+    def _assign_all(self, group: str) -> None:
+        """What mkdir does with ``mbm_assign_on_mkdir``: total, then local, by domain."""
+        self.assigned.setdefault(group, {})
+        for event in self.EVENTS:
+            for domain in self.domains:
+                if not self._assign(group, event, domain):
+                    return
 
     # -- test controls ---------------------------------------------------------------
 
@@ -88,6 +137,8 @@ class MemoryResctrlOps:
             raise self._error(code, name, "Out of RMIDs")
         self.groups[name] = set()
         self.mutations += 1
+        if self.mbm_counters is not None and self.assign_on_mkdir:
+            self._assign_all(name)
 
     def rmdir(self, name: str) -> None:
         self._check("rmdir", name)
@@ -95,6 +146,7 @@ class MemoryResctrlOps:
             raise self._error(errno.ENOENT, name)
         for tid in self.groups.pop(name):
             self.threads[tid] = None
+        self.assigned.pop(name, None)
         self.limbo += 1
         self.mutations += 1
 
@@ -124,4 +176,67 @@ class MemoryResctrlOps:
             return self.status + "\n"
         if relpath == "L3_MON/num_rmids":
             return f"{self.num_rmids}\n"
+        if self.mbm_counters is not None:
+            if relpath == "L3_MON/mbm_assign_mode":
+                return "[mbm_event]\ndefault\n"
+            if relpath == "L3_MON/num_mbm_cntrs":
+                return ";".join(f"{d}={self.mbm_counters}" for d in self.domains) + "\n"
+            if relpath == "L3_MON/available_mbm_cntrs":
+                return ";".join(f"{d}={self.free_counters(d)}" for d in self.domains) + "\n"
+        elif relpath == "L3_MON/mbm_assign_mode":
+            return "[default]\n"
         raise self._error(errno.ENOENT, relpath)
+
+    def read_assignments(self, name: str) -> str:
+        self._check("read_assignments", name)
+        if name not in self.groups:
+            raise self._error(errno.ENOENT, name)
+        if self.mbm_counters is None:
+            raise self._error(
+                errno.EINVAL, name, "mbm_event counter assignment mode is not enabled"
+            )
+        mine = self.assigned.get(name, {})
+        return "".join(
+            f"{event}:"
+            + ";".join(f"{d}={'e' if d in mine.get(event, set()) else '_'}" for d in self.domains)
+            + "\n"
+            for event in self.EVENTS
+        )
+
+    def write_assignments(self, name: str, text: str) -> None:
+        self._check("write_assignments", name)
+        if name not in self.groups:
+            raise self._error(errno.ENOENT, name)
+        if not text.endswith("\n"):
+            raise self._error(errno.EINVAL, name, "")
+        if self.mbm_counters is None:
+            raise self._error(errno.EINVAL, name, "mbm_event mode is not enabled")
+        self.assignments_written += 1
+        for line in text.splitlines():
+            event, _, rest = line.partition(":")
+            if event not in self.EVENTS:
+                raise self._error(errno.ENOENT, name, f"Invalid event {event}")
+            for item in rest.split(";"):
+                dom, _, state = item.partition("=")
+                self._apply(name, event, dom, state)
+
+    def _apply(self, name: str, event: str, dom: str, state: str) -> None:
+        if dom == "*":
+            targets = list(self.domains)
+        elif not dom.isdigit():
+            raise self._error(errno.EINVAL, name, "Missing domain id")
+        elif int(dom) not in self.domains:
+            raise self._error(errno.EINVAL, name, f"Invalid domain id {dom}")
+        else:
+            targets = [int(dom)]
+        if state not in ("e", "_"):
+            status = f"Assign operation '{event}:{dom}={state}' failed"
+            raise self._error(errno.EINVAL, name, status)
+        for domain in targets:  # in list order; the first failure stops the walk
+            if state == "_":
+                self.assigned.get(name, {}).get(event, set()).discard(domain)
+            elif not self._assign(name, event, domain):
+                failed = self.status
+                raise self._error(
+                    errno.ENOSPC, name, f"{failed}\nAssign operation '{event}:{dom}=e' failed"
+                )

@@ -40,6 +40,7 @@ def pod_up(pod: nri_pb2.PodSandbox) -> PodUp:
         namespace=pod.namespace,
         name=pod.name,
         cgroup_parent=pod.linux.cgroup_parent,
+        labels=dict(pod.labels),
     )
 
 

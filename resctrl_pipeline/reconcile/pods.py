@@ -51,6 +51,11 @@ class Pod:
     cgroup_seen: bool = False
     pod_dir: str | None = None
     warned: set[str] = field(default_factory=set)  # warnings already logged for it
+    namespace: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    seq: int = 0  # order in which pods became known (older first)
+    mbm: str = ""  # counters: "assigned", "partial", "none", "" (not known)
+    mbm_epoch: int = 0  # bumped when we assign counters: the MBM counts restart at 0
 
     def warn(self, logger: logging.Logger, key: str, fmt: str, *args: object) -> None:
         """Warn once per pod and kind of problem; repeats go to debug."""
@@ -85,6 +90,7 @@ class PodBook:
         self._rejected: set[str] = set()
         self.dirty: set[str] = set()  # uids whose reported state may have changed
         self.to_sync: dict[str, set[str]] = {}  # uid -> container ids to place
+        self._seq = 0
 
     def accept(self, uid: str) -> bool:
         """Validate an untrusted uid; count and log (once per uid) a rejection."""
@@ -110,8 +116,17 @@ class PodBook:
         if pod is not None:
             if msg.cgroup_parent and msg.cgroup_parent != pod.cgroup_parent:
                 pod.cgroup_parent, pod.pod_dir = msg.cgroup_parent, None
+            pod.namespace, pod.labels = msg.namespace, msg.labels
             return None
-        pod = Pod(msg.uid, self._prefix + msg.uid, msg.cgroup_parent)
+        self._seq += 1
+        pod = Pod(
+            msg.uid,
+            self._prefix + msg.uid,
+            msg.cgroup_parent,
+            namespace=msg.namespace,
+            labels=msg.labels,
+            seq=self._seq,
+        )
         pod.containers = self._orphan_containers.pop(msg.uid, {})
         self.pods[msg.uid] = pod
         self.dirty.add(msg.uid)

@@ -26,6 +26,7 @@ from resctrl_pipeline.messages import (
     PodUp,
 )
 from resctrl_pipeline.podid import validate_prefix
+from resctrl_pipeline.reconcile.mbm_counters import CounterAssigner, CounterPolicy
 from resctrl_pipeline.reconcile.placement import ThreadPlacer
 from resctrl_pipeline.reconcile.pod_groups import PodGroups
 from resctrl_pipeline.reconcile.pods import RMID_WAIT, Container, Pod, PodBook
@@ -54,6 +55,8 @@ class Reconciler(Core):
             ``retry_interval``.
         max_passes: writing rounds per container per reconcile before giving up until
             the next pass (threads fork while we write).
+        mbm_policy: who gets MBM counters on an ``mbm_event`` (ABMC) node, applied
+            on every retry pass and after every snapshot.
 
     Raises:
         InvalidPrefix: unsafe prefix. ValueError: ``max_passes`` < 1.
@@ -71,6 +74,7 @@ class Reconciler(Core):
         health_interval: float = 60.0,
         orphan_grace: float | None = None,
         max_passes: int = 4,
+        mbm_policy: CounterPolicy | None = None,
     ) -> None:
         if max_passes < 1:
             raise ValueError(f"max_passes must be at least 1, not {max_passes}")
@@ -83,6 +87,7 @@ class Reconciler(Core):
         self._book = PodBook(prefix, self._counters)
         self._pod_groups = PodGroups(groups, prefix, grace, self._counters, self._book.dirty)
         self._placer = ThreadPlacer(groups, cgroups, self._pod_groups, self._counters, max_passes)
+        self._assigner = CounterAssigner(groups, mbm_policy or CounterPolicy(), self._counters)
         self._synced = False
         self._reported: dict[str, GroupState] = {}
         self._capacity: int | None = None
@@ -123,6 +128,7 @@ class Reconciler(Core):
         if isinstance(msg, LifecycleSnapshot):
             self._apply_snapshot(msg, now)
             self._flush_sync(now)
+            self._assigner.run(book.pods.values())
             book.dirty.clear()
             snap = self.snapshot()
             self._reported = {s.pod_uid: s for s in snap.states}
@@ -159,6 +165,7 @@ class Reconciler(Core):
             self._pod_groups.ensure(pod, now)
         for pod in list(pods.values()):
             self._sync_pod(pod, list(pod.containers.values()), now)
+        self._book.dirty.update(self._assigner.run(pods.values()))
         return self._changes()
 
     # -- outputs ---------------------------------------------------------------------
@@ -212,6 +219,7 @@ class Reconciler(Core):
         }
         if self._capacity is not None:
             gauges["rmid_capacity"] = self._capacity
+        gauges.update(self._assigner.gauges(pods))
         return Stats(counters={k: float(v) for k, v in self._counters.items()}, gauges=gauges)
 
     def health_line(self) -> str:
@@ -291,6 +299,7 @@ class Reconciler(Core):
             self._groups.path(pod.name) if pod.has_group else None,
             len(running),
             sum(c.reconciled for c in running),
+            mbm_epoch=pod.mbm_epoch,
         )
 
     def _changes(self) -> list[GroupMessage]:

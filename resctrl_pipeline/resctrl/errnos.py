@@ -13,6 +13,8 @@ from typing import NoReturn
 from resctrl_pipeline.errors import PipelineError, ResctrlUnavailable
 
 __all__ = [
+    "AssignmentRefused",
+    "CountersExhausted",
     "GroupVanished",
     "NoFreeRmid",
     "PermissionProblem",
@@ -67,6 +69,28 @@ class TaskRefused(ResctrlWriteError):
         self.tid = tid
         self.status = status
         super().__init__(f"kernel refused tid {tid} ({status or 'no status'})", path, errno.EINVAL)
+
+
+class CountersExhausted(ResctrlWriteError):
+    """ENOSPC on ``mbm_L3_assignments``: no free MBM counter in some domain (ABMC).
+
+    ``status`` is ``info/last_cmd_status`` (``Failed to allocate counter for <event>
+    in domain <id>`` …). Domains walked before the failure stay assigned.
+    """
+
+    def __init__(self, path: str, status: str) -> None:
+        self.status = status
+        super().__init__(f"no free MBM counter ({status or 'no status'})", path, errno.ENOSPC)
+
+
+class AssignmentRefused(ResctrlWriteError):
+    """EINVAL/ENOENT with a reason on ``mbm_L3_assignments``: the request was wrong for
+    this kernel (``Invalid event``, ``Invalid domain id``, ``mbm_event mode is not
+    enabled`` …); ``status`` is ``info/last_cmd_status``."""
+
+    def __init__(self, path: str, err: int | None, status: str) -> None:
+        self.status = status
+        super().__init__(f"counter assignment refused ({status or 'no status'})", path, err)
 
 
 _PERMISSION_ERRNOS = (errno.EACCES, errno.EPERM)

@@ -12,13 +12,22 @@ import errno
 from typing import NoReturn
 
 from resctrl_pipeline.podid import group_name
+from resctrl_pipeline.resctrl.counters import (
+    Assignments,
+    CounterBudget,
+    assignment_request,
+    parse_assignments,
+)
 from resctrl_pipeline.resctrl.errnos import (
+    AssignmentRefused,
+    CountersExhausted,
     GroupVanished,
     NoFreeRmid,
     RmidsInLimbo,
     TaskRefused,
     raise_classified,
 )
+from resctrl_pipeline.resctrl.info import parse_assign_mode, parse_domain_counts
 from resctrl_pipeline.resctrl.ops import OsResctrlOps, ResctrlOps
 
 __all__ = ["ResctrlGroups", "place_init_pid"]
@@ -162,6 +171,69 @@ class ResctrlGroups:
             return int(self.ops.read_info("L3_MON/num_rmids").strip())
         except (OSError, ValueError):
             return None
+
+    def counter_budget(self) -> CounterBudget:
+        """The node's MBM counter mode and budget (never raises: unreadable = absent)."""
+        try:
+            mode = parse_assign_mode(self.ops.read_info("L3_MON/mbm_assign_mode"))
+        except OSError:
+            return CounterBudget(None, {}, {})
+        if mode != "mbm_event":
+            return CounterBudget(mode, {}, {})
+        counts: list[dict[int, int]] = []
+        for relpath in ("L3_MON/num_mbm_cntrs", "L3_MON/available_mbm_cntrs"):
+            try:
+                counts.append(parse_domain_counts(self.ops.read_info(relpath)) or {})
+            except OSError:
+                counts.append({})
+        return CounterBudget(mode, counts[0], counts[1])
+
+    def assignments(self, name: str) -> Assignments:
+        """Group ``name``'s counters per event and domain (``mbm_L3_assignments``).
+
+        Raises:
+            GroupVanished: ENOENT. PermissionProblem: EACCES/EPERM.
+            ResctrlWriteError: any other errno (EINVAL: not in ``mbm_event`` mode).
+        """
+        try:
+            return parse_assignments(self.ops.read_assignments(name))
+        except FileNotFoundError as err:
+            raise GroupVanished("monitoring group vanished", self.path(name), err.errno) from err
+        except OSError as err:
+            self._raise_for(err, "cannot read counter assignments", name)
+
+    def set_counters(self, name: str, events: list[str], assign: bool) -> None:
+        """Assign (or free) a counter for each of ``events`` in every domain of ``name``.
+
+        One write; the kernel walks the lines and domains in order and stops at the
+        first failure, leaving earlier ones assigned. Freeing a free counter is a no-op.
+
+        Raises:
+            See :meth:`write_assignments`.
+        """
+        self.write_assignments(name, assignment_request(events, assign))
+
+    def write_assignments(self, name: str, text: str) -> None:
+        """Write ``text`` to group ``name``'s ``mbm_L3_assignments`` in one write().
+
+        Raises:
+            CountersExhausted: ENOSPC (no free counter in some domain).
+            AssignmentRefused: EINVAL, or ENOENT naming an event (``Invalid event``).
+            GroupVanished: ENOENT otherwise. PermissionProblem: EACCES/EPERM.
+            ResctrlWriteError: any other errno.
+        """
+        try:
+            self.ops.write_assignments(name, text)
+        except OSError as err:
+            code = err.errno
+            if code == errno.ENOSPC:
+                raise CountersExhausted(self.path(name), self.last_cmd_status()) from err
+            if code in (errno.EINVAL, errno.ENOENT):
+                status = self.last_cmd_status()
+                if code == errno.EINVAL or status.startswith("Invalid event"):
+                    raise AssignmentRefused(self.path(name), code, status) from err
+                raise GroupVanished("monitoring group vanished", self.path(name), code) from err
+            self._raise_for(err, "cannot assign counters", name)
 
     def _raise_for(
         self, err: OSError, what: str, name: str, *, root_missing: bool = False

@@ -52,6 +52,14 @@ class ResctrlOps(Protocol):
         """Contents of ``info/<relpath>``."""
         ...
 
+    def read_assignments(self, name: str) -> str:
+        """Contents of ``mon_groups/<name>/mbm_L3_assignments`` (ABMC)."""
+        ...
+
+    def write_assignments(self, name: str, text: str) -> None:
+        """One write() of ``text`` to ``mon_groups/<name>/mbm_L3_assignments``."""
+        ...
+
 
 class OsResctrlOps:
     """:class:`ResctrlOps` with os calls below ``root`` (kernel or FUSE mount).
@@ -106,6 +114,20 @@ class OsResctrlOps:
     def read_info(self, relpath: str) -> str:
         with open(os.path.join(self._root, "info", relpath), encoding="utf-8") as f:
             return f.read()
+
+    def read_assignments(self, name: str) -> str:
+        path = os.path.join(self._mon, name, "mbm_L3_assignments")
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read(4096)
+
+    def write_assignments(self, name: str, text: str) -> None:
+        # No O_CREAT: a group without the file (no ABMC, or vanished) fails with ENOENT.
+        path = os.path.join(self._mon, name, "mbm_L3_assignments")
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, text.encode("ascii"))
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _tid_bytes(tid: int) -> bytes:
