@@ -110,7 +110,11 @@ def config_cmd(config_file: str | None, example: bool, markdown: bool, **flags: 
     if markdown:
         click.echo(render_markdown(), nl=False)
         return
-    sources, _ = _load(config_file, flags)
+    sources, cfg = _load(config_file, flags)
+    if sources.values["node.name"] == "":
+        # Show the name that will be used, not the empty "use the hostname" default.
+        sources = Sources({**sources.values, "node.name": cfg.node_name},
+                          {**sources.origin, "node.name": "default: the hostname"})  # fmt: skip
     click.echo(render_toml(sources), nl=False)
 
 
@@ -204,10 +208,10 @@ def check(config_file: str | None, **flags: Any) -> None:
 )
 @click.option(
     "--output",
-    default="demo-output",
-    show_default=True,
+    default="",
     type=click.Path(),
-    help="Directory for the Parquet files.",
+    help="Directory for the Parquet files, relative to the current directory "
+    "[default: a new directory under ./demo-output].",
 )
 @click.option("--keep-workdir", is_flag=True, help="Keep the emulated node's directory.")
 @click.option(
@@ -239,7 +243,7 @@ def demo(duration: str, pods: int, output: str, keep_workdir: bool, hardware: st
         sys.exit(run_demo(opts))
     except DemoError as err:
         click.echo(f"error: {err}", err=True)
-        sys.exit(1)
+        sys.exit(err.code)
 
 
 @main.command()

@@ -39,7 +39,8 @@ __all__ = [
     "resolve",
 ]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|h|m|s))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _BYTES = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB|k|K|M|G)?\s*$")
 _BYTE_UNITS = {
@@ -55,7 +56,8 @@ _FALSE = ("false", "no", "off", "0")
 
 
 def parse_duration(text: object) -> float:
-    """Parse ``250ms``, ``1s``, ``2m``, ``1h`` (or a bare number of seconds) → seconds.
+    """Parse ``250ms``, ``1s``, ``2m``, ``1h``, sums such as ``1m30s`` (or a bare number
+    of seconds) → seconds.
 
     Raises:
         ValueError: not a positive duration in one of those forms.
@@ -65,10 +67,11 @@ def parse_duration(text: object) -> float:
     if isinstance(text, int | float):
         seconds = float(text)
     else:
-        m = _DURATION.match(str(text))
-        if not m:
-            raise ValueError("expected a duration such as 250ms, 1s, 2m or 1h")
-        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        compact = re.sub(r"\s+", "", str(text))
+        if not _DURATION.match(compact):
+            raise ValueError("expected a duration such as 250ms, 1s, 2m, 1h or 1m30s")
+        seconds = sum(float(n) * _DURATION_UNITS[unit]
+                      for n, unit in _DURATION_PART.findall(compact))  # fmt: skip
     if not seconds > 0 or seconds > 7 * 86400:
         raise ValueError("a duration must be above 0 and at most 7 days")
     return seconds

@@ -37,7 +37,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   "$PY" -m venv .venv
 fi
-extras="emulator"
+# plot: `report --plot`, which the demo suggests at its end.
+extras="emulator,plot"
 [ "$want_dev" = 1 ] && extras="dev,emulator"
 stamp=".venv/.installed-$extras-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$stamp" ]; then

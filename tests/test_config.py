@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import tomllib
 from pathlib import Path
 
@@ -101,6 +102,11 @@ def test_durations_and_sizes() -> None:
     assert parse_duration("250ms") == 0.25
     assert parse_duration("2m") == 120
     assert parse_duration("1h") == 3600
+    assert parse_duration("1m30s") == 90
+    assert parse_duration("1h30m15s") == 5415
+    assert parse_duration("1s500ms") == 1.5
+    with pytest.raises(ValueError, match="1m30s"):
+        parse_duration("1m30")
     assert parse_bytes("256MiB") == 256 << 20
     assert parse_bytes("1GB") == 10**9
 
@@ -120,6 +126,17 @@ def test_cli_config_prints_sources(tmp_path: str) -> None:
     assert 'root = "/x"  # env RESCTRL_MOUNT' in result.output
     for key in KEYS:
         assert key.name.rpartition(".")[2] + " = " in result.output
+
+
+def test_cli_config_shows_the_node_name_that_will_be_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: "worker-7")
+    result = CliRunner().invoke(main, ["config"], env={"NODE_NAME": ""})
+    assert result.exit_code == 0, result.output
+    assert 'name = "worker-7"  # default: the hostname' in result.output
+    result = CliRunner().invoke(main, ["config"], env={"NODE_NAME": "node-a"})
+    assert 'name = "node-a"  # env NODE_NAME' in result.output
 
 
 def test_cli_bad_value_exits_2_naming_key(tmp_path: str) -> None:

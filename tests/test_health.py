@@ -52,7 +52,7 @@ def test_ready_flags_and_reasons() -> None:
     ok, reasons = readiness(v)
     assert not ok
     assert reasons == ["sampler: resctrl: /sys/fs/resctrl does not exist",
-                       "sampler: sampler: not ready"]  # fmt: skip
+                       "sampler: not ready"]  # fmt: skip
     v.actors["sampler"].stats = ActorStats("sampler", 10, 100.0,
                                            ready={"sampler": True, "resctrl": True})  # fmt: skip
     assert readiness(v) == (True, [])

@@ -58,6 +58,13 @@ WORKLOADS: dict[str, str] = {
 }
 WORKLOADS["churn"] = WORKLOADS["busy"]
 
+#: Runs a workload with SIGINT ignored from its first instruction on (an ignored signal
+#: stays ignored across exec, and Python then leaves it so): Ctrl-C in a terminal
+#: reaches the whole foreground process group, and a workload's KeyboardInterrupt
+#: traceback is noise. The node stops its pods itself (SIGKILL); they still die with
+#: the terminal (SIGHUP). The shell execs the workload, so the pid stays the same.
+_NO_SIGINT = ("/bin/sh", "-c", 'trap "" INT; exec "$0" "$@"')
+
 
 @dataclass
 class Pod:
@@ -146,8 +153,8 @@ class EmulatedNode:
         annotations = {"rdt.resources.beta.kubernetes.io/pod": rdt} if rdt else None
         self.runtime.add_pod(pod.uid, pod.namespace, pod.name, pod.cgroup_parent,
                              annotations=annotations)  # fmt: skip
-        pod.proc = subprocess.Popen([sys.executable, "-c", WORKLOADS[pod.kind], *pod.args],
-                                    stdin=subprocess.DEVNULL)  # fmt: skip
+        pod.proc = subprocess.Popen([*_NO_SIGINT, sys.executable, "-c", WORKLOADS[pod.kind],
+                                     *pod.args], stdin=subprocess.DEVNULL)  # fmt: skip
         pod.container_id = uuid.uuid4().hex + uuid.uuid4().hex
         self.cgroups.attach(pod.cgroup_rel, [pod.proc.pid])
         self.runtime.add_container(pod.container_id, pod.uid,

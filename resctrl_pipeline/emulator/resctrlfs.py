@@ -269,6 +269,9 @@ class EmulatedResctrl:
                 attr_timeout=0,
                 entry_timeout=0,
                 negative_timeout=0,
+                # libfuse 3.14 warns "Ignoring invalid max threads value 4294967295" when
+                # max_idle_threads is left unset (-1 = unlimited); 10 is its documented default.
+                max_idle_threads=10,
             )
         except BaseException as err:  # reported by start(); the thread must not die loudly
             self._failure = err

@@ -129,7 +129,8 @@ def readiness(view: PipelineView, now: float | None = None) -> tuple[bool, list[
         for flag, ok in sorted(stats.ready.items()):
             if not ok:
                 why = stats.info.get(flag, "not ready")
-                reasons.append(f"{name}: {flag}: {why}")
+                # An actor's own flag (the sampler's "sampler") is not repeated.
+                reasons.append(f"{name}: {why}" if flag == name else f"{name}: {flag}: {why}")
     return (not reasons, reasons)
 
 
