@@ -40,6 +40,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from types import FrameType, TracebackType
 
 import mfusepy
@@ -157,7 +158,9 @@ class EmulatedResctrl:
         allow_other: bool = False,
     ) -> None:
         hw = parse_hardware(hardware) if isinstance(hardware, str) else hardware
-        snc = hw.snc or snc
+        if snc and not hw.snc:
+            hw = replace(hw, snc=snc)  # the profile then says what the topology does
+        snc = hw.snc
         packages = hw.packages if hw.aet else ()
         topology = Topology(domains=domains, snc=snc, mbm=mbm, packages=packages)
         cache = CacheParams(leaf_bytes=llc_bytes // max(snc, 1))

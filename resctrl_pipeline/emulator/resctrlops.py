@@ -150,6 +150,11 @@ class ResctrlOperations:
         self._tree.mkdir(path)
         return 0
 
+    def rename(self, old: str, new: str) -> int:
+        """FUSE ``rename``: move a MON group to another CTRL_MON group."""
+        self._tree.rename(old, new)
+        return 0
+
     def rmdir(self, path: str) -> int:
         """FUSE ``rmdir``: remove a monitoring group."""
         self._tree.take_fault("rmdir")

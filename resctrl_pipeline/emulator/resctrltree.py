@@ -340,6 +340,41 @@ class ResctrlTree:
             self._nodes.clear()
             self._ops["rmdir"] += 1
 
+    def rename(self, old: str, new: str) -> None:
+        """Move a MON group into a CTRL_MON group's ``mon_groups/`` (kernel ≥ 6.5),
+        possibly under a new name: it keeps its RMID, counters and counter
+        assignments, and its threads take the new parent's CLOSID.
+
+        Raises:
+            OSError: ``ENOENT``; ``EPERM`` when the source is not a MON group or the
+                destination not in a ``mon_groups`` directory (reason in
+                ``last_cmd_status``); ``EEXIST`` when the name is taken.
+        """
+        new_parts = [p for p in new.split("/") if p]
+        with self._mutex:
+            src = self._resolve([p for p in old.split("/") if p])
+            dst = self._resolve(new_parts[:-1])
+            self._status = ""
+            group = src.group
+            if not (src.is_dir and dst.is_dir):
+                self._status = "Source and destination must be directories\n"
+                raise _error(errno.EPERM)
+            if src.kind is not NodeKind.GROUP_DIR or group is None or group.ctrl is None:
+                self._status = "Source must be a MON group\n"
+                raise _error(errno.EPERM)
+            if dst.kind is not NodeKind.MON_GROUPS_DIR or dst.group is None:
+                self._status = "Destination must be a mon_groups subdirectory\n"
+                raise _error(errno.EPERM)
+            name, target = new_parts[-1], dst.group
+            if target.children.get(name, group) is not group:
+                raise _error(errno.EEXIST)
+            del group.ctrl.children[group.name]
+            group.name, group.ctrl, group.closid = name, target, target.closid
+            target.children[name] = group
+            self._counters.invalidate()
+            self._nodes.clear()
+            self._ops["rename"] += 1
+
     def take_fault(self, point: FaultPoint) -> None:
         """Raise the next errno injected at ``point`` (see :meth:`fail_next`), if any.
 
@@ -500,7 +535,7 @@ class ResctrlTree:
             return self._status or "ok\n"
 
     def operations(self) -> dict[str, int]:
-        """Successful changes so far: ``mkdir``, ``rmdir``, ``task_moves``."""
+        """Successful changes so far: ``mkdir``, ``rmdir``, ``rename``, ``task_moves``."""
         with self._mutex:
             return dict(self._ops)
 

@@ -166,3 +166,37 @@ def test_abmc_with_classes_gives_counters_to_classes_and_their_groups() -> None:
     )
     tree.rmdir("/gold")
     assert read(tree, "/info/L3_MON/available_mbm_cntrs") == "0=4;1=4\n"
+
+
+def test_renaming_a_mon_group_into_another_class_moves_its_threads_along(child: Child) -> None:
+    tree = classes_tree("abmc+classes", limbo_seconds=60.0)
+    tid = int(child.ask("thread"))
+    tree.mkdir("/gold/mon_groups/m")
+    write(tree, "/gold/tasks", f"{tid}\n".encode())
+    write(tree, "/gold/mon_groups/m/tasks", f"{tid}\n".encode())
+    before = tree.groups()["gold/m"]
+    counters = tree.assigned("gold/m")
+    open_tasks = tree.resolve("/gold/mon_groups/m/tasks")
+    tree.rename("/gold/mon_groups/m", "/silver/mon_groups/n")
+    assert tree.groups()["silver/n"].rmid == before.rmid  # same RMID, same data
+    assert tree.assigned("silver/n") == counters
+    assert tree.group_of(tid) == "silver/n"
+    assert tid in tasks(tree, "/silver/tasks") and tid not in tasks(tree, "/gold/tasks")
+    assert tasks(tree, "/silver/mon_groups/n/tasks") == {tid}
+    assert tree.content(open_tasks).decode() == f"{tid}\n"  # open files follow the group
+    assert errno_of(lambda: tree.resolve("/gold/mon_groups/m")) == errno.ENOENT
+    tree.rename("/silver/mon_groups/n", "/mon_groups/n")  # into the root's mon_groups
+    assert tree.group_of(tid) == "n"
+    tree.mkdir("/gold/mon_groups/taken")
+    cases = [
+        ("/gold", "/silver/mon_groups/gold", "Source must be a MON group\n", errno.EPERM),
+        ("/mon_groups/n", "/gold/n", "Destination must be a mon_groups subdirectory\n",
+         errno.EPERM),
+        ("/mon_groups/n/tasks", "/gold/mon_groups/t",
+         "Source and destination must be directories\n", errno.EPERM),
+        ("/mon_groups/n", "/gold/mon_groups/taken", "ok\n", errno.EEXIST),
+    ]  # fmt: skip
+    for old, new, status, code in cases:
+        assert errno_of(lambda o=old, n=new: tree.rename(o, n)) == code, (old, new)
+        assert tree.last_cmd_status == status
+    assert tree.operations()["rename"] == 2

@@ -177,3 +177,14 @@ def test_classes_and_runtime_groups_through_the_mount(mount_dir: str, spawn: Any
             assert os.listdir(os.path.join(mount_dir, "gold", "mon_groups")) == []
             assert fs.tree.group_of(child.pid) == "gold/"  # back to its class
             runtime.remove_pod("uid-1")  # c2's group is gone already: ENOENT ignored
+        # rename(2) moves a MON group to another class, threads and all.
+        moved = os.path.join(mount_dir, "gold", "mon_groups", "m")
+        os.mkdir(moved)
+        write(os.path.join(moved, "tasks"), f"{child.pid}\n".encode())
+        os.rename(os.path.join(mount_dir, "gold", "mon_groups", "m"),
+                  os.path.join(mount_dir, "silver", "mon_groups", "m"))  # fmt: skip
+        assert fs.tree.group_of(child.pid) == "silver/m"
+        assert errno_of(lambda: os.rename(os.path.join(mount_dir, "silver"),
+                                          os.path.join(mount_dir, "gold", "mon_groups", "s"))) == (
+            errno.EPERM
+        )  # fmt: skip
