@@ -511,6 +511,18 @@ class Actor:
         self._wake_w.close()
 
 
+def _write_error(path: str, text: str) -> None:
+    """Leave the message for ``up`` (private file; never through a link)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return  # the message is on stderr anyway
+    try:
+        os.write(fd, text.encode(errors="backslashreplace"))
+    finally:
+        os.close(fd)
+
+
 def _tally(counts: dict[str, int]) -> str:
     return " ".join(f"{edge}={n}" for edge, n in sorted(counts.items())) or "nothing"
 
@@ -560,6 +572,7 @@ def run_actor(build: Callable[[Config], Core], argv: list[str] | None = None) ->
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="configuration file (TOML)")
     source.add_argument("--effective-config", help="the values `up` resolved (JSON)")
+    parser.add_argument("--error-file", help="where to write a configuration error's message")
     args = parser.parse_args(argv)
     supervisor = tether.supervisor_pid()
     try:
@@ -574,6 +587,8 @@ def run_actor(build: Callable[[Config], Core], argv: list[str] | None = None) ->
         core = build(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
+        if args.error_file:
+            _write_error(args.error_file, str(err))
         return 2
     settings = ActorSettings(
         runtime_dir=cfg.runtime_dir,

@@ -77,6 +77,8 @@ def main() -> None:
 def up(config_file: str | None, only: str | None, **flags: Any) -> None:
     """Run the pipeline in the foreground until SIGTERM/SIGINT."""
     from resctrl_pipeline.errors import PipelineError
+    from resctrl_pipeline.supervise import prestart
+    from resctrl_pipeline.supervise.spawner import available_actors
     from resctrl_pipeline.supervise.supervisor import Supervisor
     from resctrl_pipeline.topology import ACTORS
 
@@ -89,6 +91,11 @@ def up(config_file: str | None, only: str | None, **flags: Any) -> None:
             click.echo(f"error: unknown actor(s) {', '.join(unknown)}; "
                        f"known: {', '.join(ACTORS)}", err=True)  # fmt: skip
             sys.exit(2)
+    try:
+        prestart.check(cfg, actors if actors is not None else available_actors(ACTORS))
+    except ConfigError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
     _setup_logging(cfg.log_level)
     try:
         code = Supervisor(cfg, sources, actors=actors).run()

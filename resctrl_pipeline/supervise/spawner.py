@@ -40,10 +40,13 @@ def available_actors(actors: tuple[str, ...]) -> tuple[str, ...]:
 class ActorProcess:
     """One actor's child process (may be restarted many times)."""
 
-    def __init__(self, actor: str, config_path: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, actor: str, config_path: str, env: dict[str, str] | None = None,
+                 error_path: str | None = None) -> None:  # fmt: skip
         self.actor = actor
         self.config_path = config_path
         self.env = env
+        #: Where the actor writes the message of a configuration error (exit 2).
+        self.error_path = error_path
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -56,6 +59,8 @@ class ActorProcess:
         self.close_control()
         cmd = [sys.executable, "-m", actor_module(self.actor), "--effective-config",
                self.config_path]  # fmt: skip
+        if self.error_path is not None:
+            cmd += ["--error-file", self.error_path]
         env = dict(os.environ if self.env is None else self.env)
         env[ENV] = str(os.getpid())
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, env=env)

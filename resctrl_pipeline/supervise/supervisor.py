@@ -11,7 +11,10 @@ SIGINT, SIGUSR1), so an idle pipeline costs the supervisor almost nothing:
   gone (one in an uninterruptible kernel wait outlives SIGKILL for a while: the log and
   ``/ready`` say so);
 * an exited actor is restarted after the :class:`RestartPolicy` back-off, or, after
-  too many restarts, everything stops and ``up`` exits 1;
+  too many restarts, everything stops and ``up`` exits 1; an actor that exits 2
+  found a configuration error at its start (its message is in
+  ``<runtime_dir>/<actor>.error``): restarting it would fail the same way forever,
+  so everything stops at once and ``up`` exits 2 with that message;
 * SIGUSR1 is forwarded to the writer (file rotation);
 * SIGTERM/SIGINT stop the actors in data-flow order — listener first, writer last so
   it drains its input and finalises its file — and ``up`` exits 0. Groups are left in
@@ -54,6 +57,8 @@ log = logging.getLogger(__name__)
 
 #: Stop order: producers before consumers, so every consumer can drain.
 STOP_ORDER = ("nri-listener", "reconciler", "sampler", "writer")
+#: Exit status of an actor (and of ``up``) for a configuration error.
+CONFIG_ERROR_EXIT = 2
 #: Seconds the actors get after a second stop signal before SIGKILL.
 HURRY_GRACE = 2.0
 #: Extra seconds an actor gets for its first heartbeat (Python imports, recovery).
@@ -167,6 +172,8 @@ class Supervisor:
 
     def _start(self, name: str) -> None:
         proc = self.procs[name]
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._error_path(name))  # a message left by an earlier process
         pid = proc.start()
         now = time.monotonic()
         self.policy.started(name, now)
@@ -185,8 +192,9 @@ class Supervisor:
         elif signum == signal.SIGUSR1:
             self._signals.append(signum)
 
-    def _reap(self) -> str | None:
-        """Handle exited actors; returns a give-up reason, if any."""
+    def _reap(self) -> int | None:
+        """Handle exited actors; returns ``up``'s exit code when it must stop (1: gave
+        up on an actor, 2: an actor found a configuration error)."""
         now = time.monotonic()
         for name, proc in self.procs.items():
             view = self.view.actors[name]
@@ -200,10 +208,14 @@ class Supervisor:
                 log.info("%s (pid %s) killed for its silence is gone after %.1f s",
                          name, view.pid, now - view.killed_at)  # fmt: skip
                 view.killed_at = None
+            if code == CONFIG_ERROR_EXIT:
+                log.error("%s found a configuration error at its start: %s; stopping",
+                          name, self._config_error(name))  # fmt: skip
+                return CONFIG_ERROR_EXIT
             decision = self.policy.exited(name, now)
             if decision.give_up:
                 log.error("giving up: %s", decision.reason)
-                return decision.reason
+                return 1
             view.restarts += 1
             self._restart_at[name] = decision.restart_at
             log.warning("%s exited with %s; restarting in %.1fs", name, code,
@@ -213,6 +225,18 @@ class Supervisor:
                 del self._restart_at[name]
                 self._start(name)
         return None
+
+    def _error_path(self, name: str) -> str:
+        return os.path.join(self.cfg.runtime_dir, f"{name}.error")
+
+    def _config_error(self, name: str) -> str:
+        """What the actor wrote about its configuration error (bounded, one line)."""
+        try:
+            with open(self._error_path(name), "rb") as f:
+                text = f.read(4096).decode(errors="replace")
+        except OSError:
+            return "(no message; see the actor's output above)"
+        return " ".join(text.split()) or "(empty message)"
 
     def _check_liveness(self, now: float) -> None:
         """SIGKILL actors silent for ``supervisor.liveness_timeout``; report lingerers."""
@@ -318,7 +342,8 @@ class Supervisor:
         code = 0
         try:
             for name in self.actor_names:
-                self.procs[name] = ActorProcess(name, self.config_path)
+                self.procs[name] = ActorProcess(name, self.config_path,
+                                                error_path=self._error_path(name))  # fmt: skip
                 self._start(name)
             while not self._stop:
                 wait = 1.0
@@ -335,9 +360,9 @@ class Supervisor:
                     if "writer" in self.procs and self.procs["writer"].signal(signal.SIGUSR1):
                         log.info("forwarded SIGUSR1 to the writer (rotate)")
                 self._check_liveness(time.monotonic())
-                reason = self._reap()
-                if reason is not None:
-                    code = 1
+                stop_code = self._reap()
+                if stop_code is not None:
+                    code = stop_code
                     break
         finally:
             self.view.stopping = True
