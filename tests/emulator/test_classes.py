@@ -76,7 +76,7 @@ def test_classic_refuses_top_level_mkdir() -> None:
     assert errno_of(lambda: tree.mkdir("/gold")) == errno.EPERM
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a real child process
 def test_a_mon_group_takes_only_threads_of_its_ctrl_mon_group(child: Child) -> None:
     tree = classes_tree()
     tid = int(child.ask("thread"))
@@ -108,7 +108,7 @@ def test_a_mon_group_takes_only_threads_of_its_ctrl_mon_group(child: Child) -> N
     assert tree.group_of(tid) == "pod_a"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a real child process
 def test_rmdir_returns_threads_to_the_ctrl_mon_group_or_with_a_class_to_the_root(
     child: Child,
 ) -> None:
@@ -168,6 +168,7 @@ def test_abmc_with_classes_gives_counters_to_classes_and_their_groups() -> None:
     assert read(tree, "/info/L3_MON/available_mbm_cntrs") == "0=4;1=4\n"
 
 
+@pytest.mark.slow  # a real child process
 def test_renaming_a_mon_group_into_another_class_moves_its_threads_along(child: Child) -> None:
     tree = classes_tree("abmc+classes", limbo_seconds=60.0)
     tid = int(child.ask("thread"))
