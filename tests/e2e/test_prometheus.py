@@ -7,8 +7,10 @@ that their NRI answers fall inside its rate windows.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -134,3 +136,80 @@ def test_a_removed_pods_series_go_stale(stack: Stack) -> None:
 
     poll_until(stale, 30, interval=0.5, what="the removed pod's series to go stale")
     assert set(stack.values("resctrl_pod_containers")) == {"busy-a", "busy-b", "idle-c"}
+
+
+DASHBOARD = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "grafana",
+                         "resctrl-pipeline.json")  # fmt: skip
+#: What Grafana would put in for the dashboard's variables (all nodes, top 10).
+VARIABLES = {"$__rate_interval": "1m", "$node": ".*", "$top": "10"}
+
+
+def _dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every target of every panel, rows included."""
+    with open(DASHBOARD) as f:
+        doc = json.load(f)
+    out = []
+    stack = list(doc["panels"])
+    while stack:
+        panel = stack.pop(0)
+        stack.extend(panel.get("panels", []))
+        for target in panel.get("targets", []):
+            out.append((panel["title"], target["expr"]))
+    # The node variable's label_values(metric, label) is Grafana's, not PromQL.
+    (node_var,) = [v for v in doc["templating"]["list"] if v["name"] == "node"]
+    found = re.fullmatch(r"label_values\((\w+), (\w+)\)", node_var["definition"])
+    assert found is not None, node_var["definition"]
+    metric, label = found.groups()
+    out.append(("variable node", f"count by ({label}) ({metric})"))
+    return out
+
+
+def test_every_dashboard_expression_returns_data(stack: Stack) -> None:
+    queries = _dashboard_queries()
+    assert len(queries) >= 12
+    # NRI answers and a fast-path placement inside the rate window of the latency panel.
+    churn = stack.node.new_pod("idle", "churn-e", namespace="shop")
+    stack.node.start_pod(churn)
+    stack.node.stop_pod(churn)
+    poll_until(lambda: stack.values("increase(resctrl_pipeline_fastpath_seconds_count[1m]) > 0"),
+               60, interval=0.5, what="a fast-path placement in Prometheus")  # fmt: skip
+    promql = {}
+    for title, expr in queries:
+        text = expr
+        for name, value in VARIABLES.items():
+            text = text.replace(name, value)
+        assert "$" not in text, f"{title}: unknown variable in {expr}"
+        promql[title, expr] = text
+
+    def without_data() -> list[str]:
+        out = []
+        for (title, _), text in promql.items():
+            result = stack.prometheus.query(text)
+            if not any(math.isfinite(float(r["value"][1])) for r in result):
+                out.append(f"{title}: {text} -> {result}")
+        return out
+
+    # A rate needs two scrapes of a series: poll until every panel has its data.
+    try:
+        poll_until(lambda: not without_data(), 60, interval=1.0, what="data for every panel")
+    except AssertionError:
+        pytest.fail("\n".join(["panels without data:", *without_data()]))
+    assert stack.values(f'resctrl_pod_llc_occupancy_bytes{{node="{NODE}"}}')
+
+
+def test_dashboard_is_a_grafana_dashboard_on_a_prometheus_variable() -> None:
+    with open(DASHBOARD) as f:
+        doc = json.load(f)
+    assert doc["uid"] and doc["title"] and doc["schemaVersion"] >= 36
+    ids = []
+    stack = list(doc["panels"])
+    while stack:
+        panel = stack.pop(0)
+        stack.extend(panel.get("panels", []))
+        ids.append(panel["id"])
+        assert {"h", "w", "x", "y"} <= set(panel["gridPos"]), panel["title"]
+        for target in panel.get("targets", []):
+            assert target["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    assert len(ids) == len(set(ids))
+    (ds,) = [v for v in doc["templating"]["list"] if v["name"] == "datasource"]
+    assert ds["type"] == "datasource" and ds["query"] == "prometheus"
