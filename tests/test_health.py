@@ -191,6 +191,7 @@ def _realistic_view() -> PipelineView:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 @requires("prometheus")
 def test_promtool_finds_nothing_to_complain_about() -> None:
     promtool = shutil.which("promtool") or "promtool"
