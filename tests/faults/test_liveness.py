@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from resctrl_pipeline import codec
+from resctrl_pipeline.messages import ActorStats
 from resctrl_pipeline.supervise.health import SILENT_AFTER
 from resctrl_pipeline.topology import HEARTBEAT_INTERVAL
 from tests.faults.harness import FaultHarness, uids
@@ -42,6 +44,25 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _heartbeat_traffic(h: FaultHarness) -> None:
+    """Print what each actor sends the supervisor: messages a second on the stats edge
+    (heartbeats, plus the sampler's per-pod summary) and the size of one heartbeat."""
+    actors = ("nri-listener", "reconciler", "sampler", "writer")
+    before = {a: h.counter(a, "sent_stats") for a in actors}
+    t0 = time.monotonic()
+    poll_until(lambda: all(h.counter(a, "sent_stats") >= before[a] + 10 for a in actors), 60,
+               interval=0.2, what="10 more heartbeats of every actor")  # fmt: skip
+    seconds = time.monotonic() - t0
+    print("\nactor          stats msgs/s  heartbeat bytes")
+    for a in actors:
+        entry = h.actor(a)
+        beat = ActorStats(a, int(entry["pid"]), float(entry["started_at"]), entry["counters"],
+                          entry["gauges"], entry["ready"], entry["info"])  # fmt: skip
+        size = len(codec.encode(beat, src=a, seq=1, ts=time.time()))
+        rate = (h.counter(a, "sent_stats") - before[a]) / seconds
+        print(f"{a:<13} {rate:>13.2f} {size:>16}")
+
+
 def test_sigstop_each_actor_in_turn(harness: FaultHarness) -> None:
     h = harness
     h.start(sampling=SAMPLING, toml=TOML)
@@ -49,6 +70,7 @@ def test_sigstop_each_actor_in_turn(harness: FaultHarness) -> None:
     pods = h.sleep_pods(PODS)
     h.wait_groups(pods)
     poll_until(lambda: h.counter("writer", "rows_flushed") > 0, 30, what="a flush")
+    _heartbeat_traffic(h)
     print(f"\n{'actor':<13} {'503 after s':>11} {'replaced after s':>16} {'reporting after s':>17}")
     for actor in ("nri-listener", "reconciler", "sampler", "writer"):
         old = h.pid(actor)
