@@ -112,7 +112,7 @@ class ActorFamilies:
     """
 
     def __init__(self) -> None:
-        # (metric, label) → actor → label value → number
+        # (metric, label, help) → actor → label value → number
         self._labelled: dict[tuple[str, str, str], dict[str, dict[str, float]]] = {}
         self._counters: dict[str, dict[str, float]] = {}
         self._gauges: dict[str, dict[str, float]] = {}
@@ -153,8 +153,8 @@ class ActorFamilies:
     def _label(self, fam: Labelled, actor: str, value: str, number: float) -> None:
         per_actor = self._labelled.setdefault((fam.metric, fam.label, fam.help), {})
         values = per_actor.setdefault(actor, {})
-        known = len({v for vs in per_actor.values() for v in vs})
-        if not _VALUE.fullmatch(value) or (value not in values and known >= MAX_LABEL_VALUES):
+        seen = {v for vs in per_actor.values() for v in vs}
+        if not _VALUE.fullmatch(value) or (value not in seen and len(seen) >= MAX_LABEL_VALUES):
             value = "other"
         values[value] = values.get(value, 0.0) + number
 
