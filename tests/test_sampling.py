@@ -6,7 +6,6 @@ import logging
 
 import pytest
 
-from resctrl_pipeline import schema
 from resctrl_pipeline.errors import ResctrlReadError
 from resctrl_pipeline.messages import (
     GroupGone,
@@ -20,6 +19,7 @@ from resctrl_pipeline.messages import (
 from resctrl_pipeline.resctrl.info import MonitoringInfo
 from resctrl_pipeline.resctrl.mondata import GroupReading
 from resctrl_pipeline.sampling import Sampler
+from tests import golden_schema
 
 
 class FakeLlcReader:
@@ -75,8 +75,8 @@ def test_l0b_2_schema_and_labeling() -> None:
     s.handle_metadata_event(PodLabels("u1", "default", "web-0"))
     batch = s.handle_sample_timer()
     assert batch is not None
-    assert list(batch.columns) == list(schema.column_names(False))
-    assert [f.name for f in s.create_schema()][:9] == [c[0] for c in schema.FIXED_COLUMNS]
+    assert list(batch.columns) == [name for name, _, _ in golden_schema.FIXED]
+    assert golden_schema.fields(s.create_schema())[:9] == golden_schema.FIXED
     row = {k: v[0] for k, v in batch.columns.items()}
     assert row["pod_namespace"] == "default"
     assert row["pod_name"] == "web-0"

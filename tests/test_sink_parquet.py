@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 from resctrl_pipeline import __version__
 from resctrl_pipeline.messages import OccupancyBatch
-from resctrl_pipeline.schema import SCHEMA_VERSION, column_names
+from resctrl_pipeline.schema import SCHEMA_VERSION
 from resctrl_pipeline.sink import ParquetSink, SinkClosed
+from tests import golden_schema
 from tests.support import fuzz_examples
 
 WALL0 = 1_700_000_000.0
@@ -113,9 +114,7 @@ def test_roundtrip_rows_schema_and_metadata(tmp_path: Path) -> None:
     [path] = parquet_files(tmp_path)
     assert os.path.basename(path) == "resctrl-occupancy-worker-7-20231114T221320Z-00000000.parquet"
     table = pq.read_table(path)
-    assert table.schema.names == list(column_names(with_mbm=False))
-    assert [str(t) for t in table.schema.types] == ["int64"] * 2 + ["string"] * 4 + ["int64"] * 3
-    assert not table.schema.field("timestamp").nullable
+    assert golden_schema.fields(table.schema) == golden_schema.FIXED
     expected = pa.concat_tables(pa.table(b.columns) for b in sent)
     for name in table.schema.names:
         assert table.column(name).to_pylist() == expected.column(name).to_pylist()
@@ -137,7 +136,9 @@ def test_mbm_columns_follow_the_fixed_nine(tmp_path: Path) -> None:
     sink.close(2.0)
     [path] = parquet_files(tmp_path)
     table = pq.read_table(path)
-    assert table.schema.names == list(column_names(with_mbm=True))
+    assert golden_schema.fields(table.schema) == golden_schema.expected(
+        ["mbm_total_bytes", "mbm_local_bytes", "mbm_state"]
+    )
     assert table.column("mbm_total_bytes").to_pylist() == [0, 7, 14, 21, None, None]
     assert table.column("mbm_local_bytes").null_count == 6
 

@@ -37,8 +37,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from resctrl_pipeline import schema
 from resctrl_pipeline.demo import missing_prerequisites
+from tests import golden_schema
 from tests.e2e.conftest import PodFactory, unavailable
 from tests.e2e.containerd.cgroups import container_cgroup_dirs, remove_cgroup_tree
 from tests.e2e.containerd.cri import CriClient, Pod
@@ -376,8 +376,7 @@ def test_rows_carry_cri_labels_group_and_served_values(
         assert r["resctrl_group"] == pipeline.group_path(pod), r
     for f in pipeline.files():
         table = pq.read_table(f)
-        fixed = [(c.name, str(c.type), c.nullable) for c in table.schema][:9]
-        assert fixed == list(schema.FIXED_COLUMNS), f
+        assert golden_schema.fields(table.schema)[:9] == golden_schema.FIXED, f
         meta = pq.ParquetFile(f).schema_arrow.metadata or {}
         assert any(b"node" in k for k in meta), meta
     assert pipeline.stop() == 0

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import pyarrow.parquet as pq
 import pytest
 
-from resctrl_pipeline import schema
+from tests import golden_schema
 from tests.prerequisites import missing, requires
 from tests.support import poll_until
 
@@ -176,9 +176,7 @@ def test_l3_2_parquet_rows_carry_labels_group_and_served_values(harness: Harness
         assert r["resctrl_group"] == harness.group(pod)
         assert r["total_containers"] == 1
     table = pq.read_table(harness.files()[0])
-    fixed = [(f.name, str(f.type), f.nullable) for f in table.schema][:9]
-    assert fixed == [(n, "string" if t == "string" else t, nl) for n, t, nl in
-                     schema.FIXED_COLUMNS]  # fmt: skip
+    assert golden_schema.fields(table.schema)[:9] == golden_schema.FIXED
     meta = pq.ParquetFile(harness.files()[0]).schema_arrow.metadata
     assert meta and any(b"node" in k for k in meta)
     assert harness.node.stop_pipeline() == 0
