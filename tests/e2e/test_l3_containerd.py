@@ -61,9 +61,16 @@ class Pipeline:
         work: a private directory (mount, runtime dir, output, log).
         containerd: the running daemon (its NRI socket is ``--nri-socket``).
         domains: the emulated L3 domains.
+        hardware: the emulated hardware profile (docs/emulator.md), e.g. ``classes``.
     """
 
-    def __init__(self, work: str, containerd: Containerd, domains: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        work: str,
+        containerd: Containerd,
+        domains: tuple[int, ...],
+        hardware: str = "classic",
+    ) -> None:
         from resctrl_pipeline.emulator.resctrlfs import EmulatedResctrl
 
         self.work = work
@@ -72,7 +79,7 @@ class Pipeline:
         self.runtime_dir = os.path.join(work, "run")
         self.output = os.path.join(work, "out")
         self.log = os.path.join(work, "up.log")
-        self.fs = EmulatedResctrl(self.resctrl_root, domains=domains)
+        self.fs = EmulatedResctrl(self.resctrl_root, domains=domains, hardware=hardware)
         self.tree = self.fs.tree
         self.up: subprocess.Popen[bytes] | None = None
         self.fs.start()
@@ -235,10 +242,18 @@ def pipeline(
     request: pytest.FixtureRequest, fuse: None, containerd: Containerd, pods: PodFactory
 ) -> Iterator[Pipeline]:
     """An emulated resctrl mount and a (not yet started) pipeline; ``pods`` is requested
-    first so that the pipeline stops before the test's pods are removed."""
-    domains = getattr(request, "param", (0, 1))
+    first so that the pipeline stops before the test's pods are removed.
+
+    Indirect parameters: the L3 domains as a tuple, or a dict with ``domains`` and/or
+    ``hardware`` (a profile of docs/emulator.md, e.g. ``{"hardware": "classes"}``).
+    """
+    param = getattr(request, "param", (0, 1))
+    if isinstance(param, dict):
+        domains, hardware = param.get("domains", (0, 1)), param.get("hardware", "classic")
+    else:
+        domains, hardware = param, "classic"
     work = tempfile.mkdtemp(prefix="rp-l3c-", dir="/tmp")
-    p = Pipeline(work, containerd, domains)
+    p = Pipeline(work, containerd, domains, hardware)
     try:
         yield p
     finally:
