@@ -192,6 +192,77 @@ def status(config_file: str | None, as_json: bool, **flags: Any) -> None:
 
 @main.command()
 @_config_options
+@click.option("--once", is_flag=True, help="Print one view and exit (for scripts).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format (json: the view as one document).")
+@click.option("--interval", default="2s", show_default=True, help="Refresh interval.")
+def top(config_file: str | None, once: bool, fmt: str, interval: str, **flags: Any) -> None:
+    """Live view of a running pipeline: pods by L3 occupancy, MBM rates, health.
+
+    The pipeline is found through the runtime directory (or --http-addr). With --once
+    it takes two readings (for the MBM rates) and prints one view; Ctrl-C ends the
+    live view.
+    """
+    import shutil
+    import time
+
+    from resctrl_pipeline.config import parse_duration
+    from resctrl_pipeline.instance import InstanceError, fetch_json
+    from resctrl_pipeline.top import build_view, render
+
+    try:
+        period = parse_duration(interval)
+    except ValueError as err:
+        click.echo(f"error: --interval {interval!r}: {err}", err=True)
+        sys.exit(2)
+    sources, cfg = _load(config_file, flags)
+    inst = _locate(sources, cfg)
+
+    def reading() -> tuple[dict[str, Any], dict[str, Any]]:
+        return fetch_json(f"{inst.http_url}/status"), fetch_json(f"{inst.http_url}/pods")
+
+    try:
+        status_doc, pods_doc = reading()
+    except InstanceError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    previous: dict[str, Any] | None = None
+    if once:
+        # A second reading from the sampler's next summary gives the MBM rates.
+        deadline = time.monotonic() + max(5.0, 3 * period)
+        while time.monotonic() < deadline:
+            time.sleep(0.25)  # pacing the polls for the next summary
+            try:
+                later_status, later = reading()
+            except InstanceError:
+                break
+            if later.get("timestamp") != pods_doc.get("timestamp"):
+                previous, status_doc, pods_doc = pods_doc, later_status, later
+                break
+        view = build_view(status_doc, pods_doc, previous)
+        click.echo(json.dumps(view, indent=2) if fmt == "json" else render(view))
+        return
+    try:
+        while True:
+            view = build_view(status_doc, pods_doc, previous)
+            rows = max(5, shutil.get_terminal_size().lines - 5)
+            text = json.dumps(view) if fmt == "json" else render(view, max_pods=rows)
+            if fmt == "text":
+                click.clear()
+            click.echo(text)
+            time.sleep(period)  # the refresh period the user asked for
+            previous = pods_doc
+            try:
+                status_doc, pods_doc = reading()
+            except InstanceError as err:
+                click.echo(f"error: {err}", err=True)
+                sys.exit(1)
+    except KeyboardInterrupt:
+        return
+
+
+@main.command()
+@_config_options
 def check(config_file: str | None, **flags: Any) -> None:
     """Preflight of this node: resctrl, L3 monitoring, RMIDs, cgroups, NRI, permissions."""
     from resctrl_pipeline.preflight import run_checks

@@ -66,6 +66,8 @@ class PipelineView:
     pods: PodSummary | None = None
     pod_metrics: bool = True
     heartbeat_interval: float = HEARTBEAT_INTERVAL
+    #: Bytes of each L3 domain (``resctrl.cache``), for shares of the cache; {}: unknown.
+    l3_cache_bytes: dict[int, int] = field(default_factory=dict)
 
     def as_json(self, now: float | None = None) -> dict[str, object]:
         """The ``/status`` document (``now``: monotonic, default the current time)."""
@@ -75,6 +77,8 @@ class PipelineView:
             "ready": ready,
             "reasons": reasons,
             "started_at": self.started_at,
+            "node": self.node,
+            "l3_cache_bytes": {str(d): n for d, n in sorted(self.l3_cache_bytes.items())},
             "actors": {
                 name: {
                     "pid": a.pid,

@@ -45,6 +45,7 @@ from resctrl_pipeline.errors import DecodeError, PipelineError
 from resctrl_pipeline.instance import process_start_ticks
 from resctrl_pipeline.messages import ActorStats, PodSummary
 from resctrl_pipeline.ownership import DirectoryLock, OwnershipError
+from resctrl_pipeline.resctrl.cache import l3_sizes
 from resctrl_pipeline.supervise.health import ActorView, PipelineView
 from resctrl_pipeline.supervise.http import HttpEndpoints
 from resctrl_pipeline.supervise.policy import RestartPolicy
@@ -146,6 +147,7 @@ class Supervisor:
         self.view = PipelineView(
             actors={a: ActorView(a) for a in self.actor_names}, started_at=time.time(),
             node=cfg.node_name, pod_metrics=cfg.pod_metrics,
+            l3_cache_bytes=l3_sizes(cfg.resctrl_root),
         )  # fmt: skip
         self.procs: dict[str, ActorProcess] = {}
         self._restart_at: dict[str, float] = {}
