@@ -9,6 +9,8 @@ import errno
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from resctrl_pipeline.emulator.hardware import Hardware, parse_hardware
 from resctrl_pipeline.emulator.resctrltree import ROOT, ResctrlTree
@@ -258,3 +260,73 @@ def test_mbm_assign_on_mkdir_refuses_other_words() -> None:
     assert errno_of(lambda: write(tree, f"{INFO}/num_mbm_cntrs", b"1\n")) == errno.EACCES
     assert read(tree, "/mbm_L3_assignments") == BOTH
     assert len(tree.assigned(ROOT)) == 4
+
+
+_LINES = st.sampled_from(
+    [
+        b"mbm_total_bytes:*=e\n",
+        b"mbm_local_bytes:*=e\n",
+        b"mbm_total_bytes:0=e;1=_\n",
+        b"mbm_local_bytes:1=e\n",
+        b"mbm_total_bytes:*=_\n",
+        b"mbm_local_bytes:0=_\nmbm_total_bytes:1=e\n",
+        b"mbm_total_bytes:2=e\n",
+        b"mbm_local_bytes:0=q\n",
+    ]
+)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("mkdir"), st.integers(0, 5)),
+            st.tuples(st.just("rmdir"), st.integers(0, 5)),
+            st.tuples(st.just("write"), st.integers(0, 5), _LINES),
+            st.tuples(st.just("mode"), st.sampled_from([b"default\n", b"mbm_event\n"])),
+        ),
+        max_size=30,
+    )
+)
+def test_counters_are_never_lost_nor_double_booked(steps: list[tuple[object, ...]]) -> None:
+    """Whatever happens, per domain: free + held by the groups = the counters, and
+    every group's mbm_L3_assignments shows exactly what it holds."""
+    tree = abmc_tree(counters=5)
+    names: set[str] = set()
+    for step in steps:
+        kind = step[0]
+        if kind == "mkdir" and f"g{step[1]}" not in names:
+            tree.mkdir(f"/mon_groups/g{step[1]}")
+            names.add(f"g{step[1]}")
+        elif kind == "rmdir" and f"g{step[1]}" in names:
+            tree.rmdir(f"/mon_groups/g{step[1]}")
+            names.discard(f"g{step[1]}")
+        elif kind == "write" and f"g{step[1]}" in names:
+            path = f"/mon_groups/g{step[1]}/mbm_L3_assignments"
+            try:
+                write(tree, path, step[2])  # type: ignore[arg-type]
+            except OSError as err:
+                assert err.errno in (errno.ENOSPC, errno.EINVAL, errno.ENOENT)
+        elif kind == "mode":
+            write(tree, f"{INFO}/mbm_assign_mode", step[1])  # type: ignore[arg-type]
+        if read(tree, f"{INFO}/mbm_assign_mode").startswith("[default]"):
+            continue
+        free = dict(
+            item.split("=") for item in read(tree, f"{INFO}/available_mbm_cntrs").strip().split(";")
+        )
+        for domain in (0, 1):
+            held = sum(
+                (event, domain) in tree.assigned(group)
+                for group in [ROOT, *names]
+                for event in ("mbm_total_bytes", "mbm_local_bytes")
+            )
+            assert int(free[str(domain)]) + held == 5
+        for group in names:
+            shown = read(tree, f"/mon_groups/{group}/mbm_L3_assignments")
+            expected = "".join(
+                f"{event}:"
+                + ";".join(f"{d}={'e' if (event, d) in tree.assigned(group) else '_'}"
+                           for d in (0, 1))
+                + "\n"
+                for event in ("mbm_total_bytes", "mbm_local_bytes")
+            )  # fmt: skip
+            assert shown == expected
