@@ -1,17 +1,20 @@
 """``resctrl-pipeline check``: is this node ready to run the pipeline? One verdict per fact.
 
 Each check returns OK, WARN or FAIL with a sentence a node operator can act on. The
-checks only read (and connect to the NRI socket); nothing is created or changed.
+checks read, connect to the NRI socket, and write one probe file into the output
+directory (removed at once, as are directories created for it); nothing else changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from dataclasses import dataclass
 
 from resctrl_pipeline.config import Config
 from resctrl_pipeline.resctrl.info import probe
+from resctrl_pipeline.resctrl.support import diagnose, read_platform
 
 __all__ = ["Verdict", "run_checks"]
 
@@ -34,12 +37,21 @@ def _resctrl(cfg: Config) -> list[Verdict]:
         out.append(Verdict("resctrl mount", "WARN",
                            f"{cfg.resctrl_root} is a {info.fs_type} mount, not resctrl "
                            "(fine for an emulation or a bind mount)"))  # fmt: skip
+    elif info.usable:
+        out.append(Verdict("resctrl mount", "WARN",
+                           f"nothing mounted at {cfg.resctrl_root}, but a resctrl-like tree is "
+                           "there (a plain directory?)"))  # fmt: skip
     else:
-        out.append(Verdict("resctrl mount", "WARN" if info.usable else "FAIL",
-                           f"nothing mounted at {cfg.resctrl_root}; "
-                           f"try: mount -t resctrl resctrl {cfg.resctrl_root}"))  # fmt: skip
+        # Say why before suggesting a mount that cannot work (CPU flags, kernel, BIOS).
+        # FAIL either way (nothing is mounted); `why` says whether a mount will do.
+        _, why = diagnose(read_platform(), cfg.resctrl_root)
+        out.append(Verdict("resctrl mount", "FAIL",
+                           f"nothing mounted at {cfg.resctrl_root}; {why}"))  # fmt: skip
     if info.usable:
         out.append(Verdict("L3 monitoring", "OK", "features: " + ", ".join(info.mon_features)))
+    elif not info.fs_type and not os.path.exists(cfg.resctrl_root):
+        out.append(Verdict("L3 monitoring", "FAIL", "unavailable until resctrl is mounted "
+                           "(see resctrl mount)"))  # fmt: skip
     else:
         out.append(Verdict("L3 monitoring", "FAIL", info.reason))
     if info.num_rmids is not None:
@@ -111,15 +123,36 @@ def _host_pid() -> Verdict:
 
 
 def _output(cfg: Config) -> Verdict:
-    out = cfg.output_dir
-    if out.startswith("s3://"):
-        return Verdict("output", "OK", f"object storage {out}")
+    """Create the directory if needed, write, sync and remove a probe file, and remove
+    the directories it created: what the writer will do, tried for real."""
+    out = cfg.spool_dir if cfg.output_dir.startswith("s3://") else cfg.output_dir
+    what = "spool dir" if out != cfg.output_dir else "output dir"
+    created: list[str] = []
     probe_dir = out
-    while not os.path.exists(probe_dir):
-        probe_dir = os.path.dirname(probe_dir) or "/"
-    if os.access(probe_dir, os.W_OK):
-        return Verdict("output", "OK", f"{out} is writable")
-    return Verdict("output", "FAIL", f"{out} is not writable")
+    while not os.path.exists(probe_dir) and probe_dir != os.path.dirname(probe_dir):
+        created.append(probe_dir)
+        probe_dir = os.path.dirname(probe_dir)
+    path = os.path.join(out, f".resctrl-pipeline-check-{os.getpid()}")
+    try:
+        os.makedirs(out, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, b"check\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(path)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if not os.path.isdir(probe_dir):
+            reason = f"{probe_dir} is not a directory"
+        return Verdict("output", "FAIL", f"cannot write into {what} {out}: {reason}")
+    finally:
+        for d in created:  # innermost first
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+    suffix = f" (object storage {cfg.output_dir} uploads from it)" if what == "spool dir" else ""
+    return Verdict("output", "OK", f"created and removed a file in {what} {out}{suffix}")
 
 
 def run_checks(cfg: Config) -> list[Verdict]:
