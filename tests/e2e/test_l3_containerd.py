@@ -86,8 +86,10 @@ class Pipeline:
 
     # --- the pipeline process ---------------------------------------------------------
 
-    def start(self, *extra: str, toml: str = FAST_TOML, resctrl_root: str | None = None) -> None:
-        """``resctrl-pipeline up`` with flags, HTTP on a free port, output to the log."""
+    def start(self, *extra: str, toml: str = FAST_TOML, resctrl_root: str | None = None,
+              own_group: bool = False) -> None:  # fmt: skip
+        """``resctrl-pipeline up`` with flags, HTTP on a free port, output to the log;
+        with ``own_group`` it leads a process group of its own (as in a terminal)."""
         assert self.up is None or self.up.poll() is not None, "already running"
         config = os.path.join(self.work, "up.toml")
         Path(config).write_text(toml)
@@ -101,7 +103,8 @@ class Pipeline:
             os.unlink(os.path.join(self.runtime_dir, "pids.json"))  # from an earlier run
         with open(self.log, "ab") as log:
             self.up = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT)  # fmt: skip
+                                       stderr=subprocess.STDOUT,
+                                       process_group=0 if own_group else None)  # fmt: skip
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM ``up`` and wait; its exit code (None if it never ran)."""
@@ -731,6 +734,73 @@ def test_killed_actors_are_restarted_and_no_file_is_corrupted(
         assert table.num_rows > 0, f
     leftovers = [n for n in os.listdir(pipeline.output) if not n.endswith(".parquet")]
     assert not leftovers, f"partial files left after an orderly stop: {leftovers}"
+
+
+def test_hung_actors_are_noticed_and_replaced(pipeline: Pipeline, pods: PodFactory) -> None:
+    """SIGSTOP of each actor in turn: ``/ready`` 503 naming it after three missed
+    heartbeats, SIGKILL and a new process after ``supervisor.liveness_timeout``, rows of
+    a pod started meanwhile once it is back."""
+    liveness = 4.0
+    pipeline.start(toml=FAST_TOML + f'[supervisor]\nliveness_timeout = "{liveness:g}s"\n')
+    pipeline.wait_ready()
+    first, _ = pods.run("before-stops", "l3c", containers=[[]])
+    pipeline.rows_until(lambda rows: rows_of(rows, first), 20, "rows of the first pod")
+    for actor in ("nri-listener", "reconciler", "sampler", "writer"):
+        old = pipeline.pids()["actors"][actor]
+        os.kill(old, signal.SIGSTOP)
+        t0 = time.monotonic()
+        poll_until(lambda a=actor: f"{a}: no heartbeat for" in pipeline.http("/ready")[1], 15,
+                   interval=0.05, what=f"/ready naming the silent {actor}")  # fmt: skip
+        noticed = time.monotonic() - t0
+        poll_until(lambda a=actor, o=old: pipeline.pids().get("actors", {}).get(a) not in (None, o),
+                   liveness + 30, interval=0.05, what=f"{actor} replaced")  # fmt: skip
+        print(f"\n{actor}: /ready 503 after {noticed:.2f} s, replaced after "
+              f"{time.monotonic() - t0:.2f} s")  # fmt: skip
+        pipeline.wait_ready()
+    stopped_all = time.time_ns()
+    second, _ = pods.run("after-stops", "l3c", containers=[[]])
+    pipeline.rows_until(
+        lambda rows: rows_of(rows, second) and [r for r in rows_of(rows, first)
+                                                if r["start_timestamp"] > stopped_all],
+        30, "rows of both pods after the stops")  # fmt: skip
+    actors = pipeline.status()["actors"]
+    assert {a: v["liveness_kills"] for a, v in actors.items()} == dict.fromkeys(actors, 1)
+    assert pipeline.stop() == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_group_signal_stops_in_order_and_loses_nothing(
+    pipeline: Pipeline, pods: PodFactory, sig: signal.Signals
+) -> None:
+    """The signal reaches ``up`` and every actor at once (Ctrl-C; systemd's
+    ``KillMode=control-group``): every actor exits 0, every batch sampled is written."""
+    pipeline.start(own_group=True)
+    pipeline.wait_ready()
+    pod, _ = pods.run("group-signal", "l3c", containers=[[]])
+    pipeline.rows_until(lambda rows: rows_of(rows, pod), 20, "rows of the pod")
+    poll_until(lambda: pipeline.actor("sampler").get("counters", {}).get("batches", 0) >= 20,
+               30, interval=0.1, what="20 ticks sampled")  # fmt: skip
+    pids = pipeline.pids()["actors"]
+    up = pipeline.up
+    assert up is not None
+    os.killpg(up.pid, sig)
+    assert up.wait(60) == 0, pipeline.log_text()[-4000:]
+    log = pipeline.log_text()
+    for actor in pids:
+        assert f"stopped {actor} (exit code 0)" in log, log[-4000:]
+    leftovers = [n for n in os.listdir(pipeline.output) if not n.endswith(".parquet")]
+    assert not leftovers, leftovers
+
+    def tally(pid: int, way: str) -> int:
+        line = next(ln for ln in log.splitlines() if f"[{pid}]: orderly stop; " in ln)
+        count = line.split(f"{way} ", 1)[1].split(";")[0]
+        return int(dict(kv.split("=") for kv in count.split())["occupancy"])
+
+    ticks = {r["start_timestamp"] for r in pipeline.rows()}
+    sent, received = tally(pids["sampler"], "sent"), tally(pids["writer"], "received")
+    print(f"\n{sig.name} to the group: {sent} batches sent, {received} received, "
+          f"{len(ticks)} ticks in the files")  # fmt: skip
+    assert sent == received == len(ticks)
 
 
 # --- multi-domain -----------------------------------------------------------------------
