@@ -28,6 +28,8 @@ def build(cfg: Config) -> Core:
         cgroups,
         prefix=cfg.group_prefix,
         retry_interval=cfg.retry_interval,
+        # The listener's lifecycle snapshots come every retry_interval (run_actor).
+        snapshot_period=cfg.retry_interval,
         health_interval=cfg.health_interval,
         mbm_policy=CounterPolicy(cfg.mbm_assign),
     )

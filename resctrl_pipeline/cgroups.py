@@ -194,7 +194,7 @@ class CgroupView(Protocol):
         ...
 
     def threads(self, directory: str) -> set[int]:
-        """TIDs in the cgroup and its descendants. Raises CgroupGone."""
+        """TIDs in the cgroup and its descendants. Raises CgroupGone, CgroupUnreadable."""
         ...
 
 

@@ -7,6 +7,7 @@ hooks fail on purpose (a core bug is what is simulated, not an I/O error).
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -167,12 +168,13 @@ def test_a_stepped_job_runs_without_waiting_and_heartbeats_go_on(short_tmp: str)
     try:
         clock.now += 100.0
         steps = 0
-        # Each loop turn does one step: max_wait=None would block for the next deadline
-        # (100 s away) if the shell did not know there is work left.
+        # Each loop turn does one step. A shell that did not know there is work left
+        # would wait for its next deadline (seconds away) on each turn: fail instead.
+        guard = time.monotonic() + 20
         while core.more_work() or steps == 0:
-            actor.step()
+            actor.step(max_wait=5.0)
             steps += 1
-            assert steps < 1000
+            assert time.monotonic() < guard, "the shell waited instead of going on"
         beats = [m for m in recv_all(sink) if isinstance(m, ActorStats)]
         assert core.left == 0
         assert len(beats) >= 4  # one per second of work, not one after all of it

@@ -78,6 +78,14 @@ ERRNO_TABLE: list[tuple[str, int, object]] = [
     ("write_tid", errno.EACCES, PermissionProblem),
     ("write_tid", errno.EPERM, PermissionProblem),
     ("write_tid", errno.ENOSPC, ResctrlWriteError),
+    # "Gone" errnos of kernfs: a group being torn down, resctrl unmounted under us.
+    ("mkdir", errno.ENODEV, ResctrlUnavailable),
+    ("rmdir", errno.ENODEV, False),
+    ("list_groups", errno.ENODEV, ResctrlUnavailable),
+    ("read_tasks", errno.ENODEV, GroupVanished),
+    ("read_tasks", errno.ESRCH, GroupVanished),
+    ("read_tasks", errno.EINVAL, GroupVanished),
+    ("write_tid", errno.ENODEV, GroupVanished),
 ]
 
 

@@ -27,7 +27,7 @@ from resctrl_pipeline.messages import (
 )
 from resctrl_pipeline.podid import InvalidPrefix
 from resctrl_pipeline.reconcile import GroupMessage, Reconciler
-from resctrl_pipeline.resctrl.groups import ResctrlGroups
+from resctrl_pipeline.resctrl.groups import ResctrlGroups, place_init_pid
 from resctrl_pipeline.resctrl.plaindir import PlainDirResctrlOps
 from tests.memory_resctrl import MemoryResctrlOps
 
@@ -317,6 +317,8 @@ def test_first_snapshot_adopts_live_groups_and_removes_only_orphans(tmp_path: Pa
     assert (root / "mon_groups" / dead).exists()  # within its grace period
     assert (root / "mon_groups" / f"pod_{live}" / "tasks").read_text() == "1001\n1002\n"
     core.on_retry_timer(now=10)
+    assert (root / "mon_groups" / dead).exists()  # grace: twice the retry interval
+    core.on_retry_timer(now=20)
     after = {p.relative_to(root) for p in root.rglob("*")}
     # exactly the orphan is gone; root-level control groups (even prefixed ones),
     # their mon_groups, foreign groups and the live group's files are untouched
@@ -338,7 +340,55 @@ def test_orphan_grace_spares_a_group_whose_pod_up_is_still_queued(node: Node) ->
     core.on_retry_timer(now=30)
     assert node.group("leak") == set()
     core.on_retry_timer(now=40)
+    assert node.group("leak") == set()
+    core.on_retry_timer(now=50)  # twice the retry interval after it was first seen
     assert node.group("leak") is None
+
+
+def test_a_fast_path_group_whose_pod_up_was_dropped_survives_until_the_next_snapshot(
+    node: Node,
+) -> None:
+    """Issue 11 deliverable 8: retry passes and the listener's snapshots both every
+    10 s, at the worst phase: a pass sees the fast path's new group as an orphan right
+    after it was made, and the pod's next snapshot arrives just after the pass one
+    period later. With a grace of one period that pass removed the group (and moved the
+    container's threads back to the root group)."""
+    core = node.core(retry_interval=10, snapshot_period=10)
+    core.handle(LifecycleSnapshot(), now=0)  # synced: orphans are swept from now on
+    pod = node.start_pod("new")
+    container = node.start_container("new", "c1", [4242])
+    # StartContainer: the fast path places the init pid; the PodUp and ContainerUp
+    # that followed were dropped (full queue), so the reconciler never hears of them.
+    assert place_init_pid(ROOT, "pod_", "new", 4242, ops=node.ops)
+    core.on_retry_timer(now=0.1)  # first seen without a pod
+    core.on_retry_timer(now=10.1)
+    core.on_retry_timer(now=10.1 + 1e-6)
+    assert node.group("new") == {4242}
+    out = core.handle(LifecycleSnapshot((pod,), (container,)), now=10.3)  # the next one
+    assert states(out)["new"] == GroupState("new", f"{ROOT}/mon_groups/pod_new", 1, 1)
+    assert node.group("new") == {4242}  # the same group, never emptied
+    counters = core.statistics().counters
+    assert counters["groups_adopted"] == 1 and "orphans_removed" not in counters
+    # A group whose pod never shows up goes after the grace: twice the longer period.
+    node.ops.mkdir("pod_leak")
+    core.on_retry_timer(now=20)
+    core.on_retry_timer(now=39.9)
+    assert node.group("leak") == set()
+    core.on_retry_timer(now=40)
+    assert node.group("leak") is None
+
+
+def test_orphan_grace_has_a_floor_of_twice_the_longer_period(node: Node) -> None:
+    core = node.core(retry_interval=5, snapshot_period=30)  # snapshots rarer than passes
+    core.handle(LifecycleSnapshot(), now=0)
+    node.ops.mkdir("pod_late")
+    core.on_retry_timer(now=5)
+    core.on_retry_timer(now=64.9)
+    assert node.group("late") == set()
+    core.on_retry_timer(now=65)
+    assert node.group("late") is None
+    with pytest.raises(ValueError, match="orphan_grace"):
+        node.core(retry_interval=10, orphan_grace=15)
 
 
 def test_snapshot_is_authoritative_and_replaying_it_is_a_no_op(node: Node) -> None:

@@ -18,9 +18,10 @@ Rules, in the order a pass applies them:
 1. Remove: a pod is gone on PodDown, when a snapshot no longer lists it, or when its
    cgroup (seen before) has disappeared; its group is removed. Prefix groups of no
    known pod are orphans, removed once they have been orphans for ``orphan_grace``
-   (default: one retry interval, so a group the listener's StartContainer fast path
-   just created is not taken while its PodUp is still queued). Nothing is removed
-   by inference before the first snapshot, and nothing without the prefix ever.
+   (at least twice the longer of the retry interval and the listener's snapshot
+   period, so a group the StartContainer fast path created survives until the pod's
+   next snapshot even when its PodUp was dropped). Nothing is removed by inference
+   before the first snapshot, and nothing without the prefix ever.
 2. Create: a live pod without a group gets one (mkdir; EEXIST adopts it). When no RMID
    is free the pod waits and is retried, oldest first, on every pass.
 3. Threads: every TID of every running container not yet in the group is written,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from resctrl_pipeline.cgroups import CgroupGone, CgroupView
+from resctrl_pipeline.cgroups import CgroupGone, CgroupUnreadable, CgroupView
 from resctrl_pipeline.reconcile.pod_groups import PodGroups
 from resctrl_pipeline.reconcile.pods import Container, Pod
 from resctrl_pipeline.resctrl.errnos import (
@@ -132,6 +132,13 @@ class ThreadPlacer:
                 tids = self._cgroups.threads(directory)
             except CgroupGone:
                 c.exited, c.reconciled = True, False
+                continue
+            except CgroupUnreadable as err:
+                # Not gone, not known: unreconciled until a later pass reads it.
+                self._counters["cgroup_read_errors"] += 1
+                c.reconciled = False
+                pod.warn(log, "cgroup", "cannot read the threads of container %.64r: %s",
+                         c.id, err)  # fmt: skip
                 continue
             c.exited = False
             missing = tids - in_group - gone

@@ -8,7 +8,7 @@ actor shell drives, and reports what changed.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, deque
 from typing import overload
 
 from resctrl_pipeline.cgroups import CgroupView
@@ -32,12 +32,17 @@ from resctrl_pipeline.reconcile.pod_groups import PodGroups
 from resctrl_pipeline.reconcile.pods import RMID_WAIT, Container, Pod, PodBook
 from resctrl_pipeline.resctrl.groups import ResctrlGroups
 
-__all__ = ["GroupMessage", "LifecycleMessage", "Reconciler"]
+__all__ = ["STEP_CONTAINERS", "GroupMessage", "LifecycleMessage", "Reconciler"]
 
 log = logging.getLogger(__name__)
 
 LifecycleMessage = PodUp | PodDown | ContainerUp | ContainerDown | LifecycleSnapshot
 GroupMessage = GroupState | GroupGone | GroupSnapshot
+
+STEP_CONTAINERS = 256
+"""Containers one step of the actor's work checks (a tasks read and a cgroup read
+each, more when threads are written): long work is cut into such steps so that the
+shell's loop, and with it the heartbeat, keeps turning between them."""
 
 
 class Reconciler(Core):
@@ -51,15 +56,22 @@ class Reconciler(Core):
             timer).
         health_interval: seconds between :meth:`health_line` log lines (the ``health``
             timer).
-        orphan_grace: seconds a prefix group of no known pod survives; default
-            ``retry_interval``.
+        snapshot_period: seconds between the listener's lifecycle snapshots (default
+            ``retry_interval``, as the actors are configured).
+        orphan_grace: seconds a prefix group of no known pod survives; at least, and by
+            default, twice the longer of ``retry_interval`` and ``snapshot_period``: a
+            group that the StartContainer fast path created whose PodUp was dropped
+            must outlive the pod's next snapshot, wherever the passes fall.
         max_passes: writing rounds per container per reconcile before giving up until
             the next pass (threads fork while we write).
         mbm_policy: who gets MBM counters on an ``mbm_event`` (ABMC) node, applied
             on every retry pass and after every snapshot.
+        step_containers: containers per step when driven by the actor shell (see
+            :data:`STEP_CONTAINERS`); the direct API runs whole passes.
 
     Raises:
-        InvalidPrefix: unsafe prefix. ValueError: ``max_passes`` < 1.
+        InvalidPrefix: unsafe prefix. ValueError: ``max_passes`` or
+        ``step_containers`` < 1, ``orphan_grace`` shorter than its floor.
     """
 
     name = "reconciler"
@@ -72,17 +84,26 @@ class Reconciler(Core):
         prefix: str = "pod_",
         retry_interval: float = 10.0,
         health_interval: float = 60.0,
+        snapshot_period: float | None = None,
         orphan_grace: float | None = None,
         max_passes: int = 4,
         mbm_policy: CounterPolicy | None = None,
+        step_containers: int = STEP_CONTAINERS,
     ) -> None:
         if max_passes < 1:
             raise ValueError(f"max_passes must be at least 1, not {max_passes}")
+        if step_containers < 1:
+            raise ValueError(f"step_containers must be at least 1, not {step_containers}")
+        floor = 2 * max(retry_interval, retry_interval if snapshot_period is None
+                        else snapshot_period)  # fmt: skip
+        if orphan_grace is not None and orphan_grace < floor:
+            raise ValueError(f"orphan_grace {orphan_grace:g} s is shorter than twice the "
+                             f"retry interval and the snapshot period ({floor:g} s)")  # fmt: skip
         self._retry_interval = retry_interval
         self._health_interval = health_interval
         self._groups = groups
         prefix = validate_prefix(prefix)
-        grace = retry_interval if orphan_grace is None else orphan_grace
+        grace = floor if orphan_grace is None else orphan_grace
         self._counters: Counter[str] = Counter()
         self._book = PodBook(prefix, self._counters)
         self._pod_groups = PodGroups(groups, prefix, grace, self._counters, self._book.dirty)
@@ -92,6 +113,8 @@ class Reconciler(Core):
         self._reported: dict[str, GroupState] = {}
         self._capacity: int | None = None
         self._now = 0.0
+        self._step = step_containers
+        self._pass: deque[str] = deque()  # pods the retry pass has still to check
 
     # -- the actor shell's hooks (resctrl_pipeline.core) ---------------------------------
 
@@ -104,30 +127,59 @@ class Reconciler(Core):
         if not isinstance(msg, LIFECYCLE_KINDS):
             self._counters["unknown_messages"] += 1
             return []
-        return [("groups", out) for out in self.handle(msg, now)]
+        return [("groups", out) for out in self._handle(msg, now, self._step)]
 
     def on_timer(self, name: str, now: float) -> Outputs:
-        """Run the ``retry`` pass or log the ``health`` line."""
+        """Start the ``retry`` pass (its first step) or log the ``health`` line."""
         if name == "retry":
-            return [("groups", out) for out in self.on_retry_timer(now)]
+            if self._pass:
+                # Still going: starting over would never reach the pods at its end.
+                self._counters["recheck_passes_overlapped"] += 1
+            else:
+                self._begin_pass(now)
+            return self.on_continue(now)
         if name == "health":
             log.info("%s", self.health_line())
         return []
 
+    def more_work(self) -> bool:
+        """True while a retry pass, or threads of a big snapshot, wait for steps."""
+        return bool(self._pass or self._book.to_sync)
+
+    def on_continue(self, now: float) -> Outputs:
+        """One step: at most ``step_containers`` containers checked."""
+        self._now = now
+        budget = self._step - self._flush_sync(now, self._step)
+        pods = self._book.pods
+        in_pass = bool(self._pass)
+        while self._pass and budget > 0:
+            pod = pods.get(self._pass.popleft())
+            if pod is not None:  # else removed since the pass started
+                self._sync_pod(pod, list(pod.containers.values()), now)
+                budget -= max(1, len(pod.containers))
+        if in_pass and not self._pass:
+            self._end_pass()
+        return [("groups", out) for out in self._changes()]
+
     # -- inputs ----------------------------------------------------------------------
 
     def handle(self, msg: LifecycleMessage, now: float) -> list[GroupMessage]:
-        """Apply one lifecycle message.
+        """Apply one lifecycle message, with every thread it concerns placed.
 
         Returns:
             GroupState/GroupGone for every pod whose reported state changed; after a
             LifecycleSnapshot a single GroupSnapshot instead.
         """
+        return self._handle(msg, now, None)
+
+    def _handle(self, msg: LifecycleMessage, now: float, limit: int | None) -> list[GroupMessage]:
+        """:meth:`handle`, placing threads of at most ``limit`` containers (the rest
+        is left to :meth:`on_continue`)."""
         self._now = now
         book = self._book
         if isinstance(msg, LifecycleSnapshot):
             self._apply_snapshot(msg, now)
-            self._flush_sync(now)
+            self._flush_sync(now, limit)
             self._assigner.run(book.pods.values())
             book.dirty.clear()
             snap = self.snapshot()
@@ -142,15 +194,28 @@ class Reconciler(Core):
             book.container_up(msg)
         else:
             book.container_down(msg)
-        self._flush_sync(now)
+        self._flush_sync(now, limit)
         return self._changes()
 
     def on_retry_timer(self, now: float) -> list[GroupMessage]:
-        """One full pass: liveness, orphans, failed creations, every container's threads.
+        """One full pass at once: liveness, orphans, failed creations, every
+        container's threads (the actor shell runs the same pass in steps).
 
         Returns:
             GroupState/GroupGone for every pod whose reported state changed.
         """
+        self._begin_pass(now)
+        pods = self._book.pods
+        while self._pass:
+            pod = pods.get(self._pass.popleft())
+            if pod is not None:
+                self._sync_pod(pod, list(pod.containers.values()), now)
+        self._end_pass()
+        return self._changes()
+
+    def _begin_pass(self, now: float) -> None:
+        """A pass's first part (one stat per pod, one listing, mkdirs of waiting
+        pods); the pods whose threads it checks are queued in ``_pass``."""
         self._now = now
         self._counters["recheck_passes"] += 1
         pods = self._book.pods
@@ -163,10 +228,11 @@ class Reconciler(Core):
         waiting.sort(key=lambda p: p.waiting_since if p.waiting_since is not None else now)
         for pod in waiting:
             self._pod_groups.ensure(pod, now)
-        for pod in list(pods.values()):
-            self._sync_pod(pod, list(pod.containers.values()), now)
-        self._book.dirty.update(self._assigner.run(pods.values()))
-        return self._changes()
+        self._pass = deque(pods)
+
+    def _end_pass(self) -> None:
+        """A pass's last part, once every pod's threads were checked: MBM counters."""
+        self._book.dirty.update(self._assigner.run(self._book.pods.values()))
 
     # -- outputs ---------------------------------------------------------------------
 
@@ -279,13 +345,20 @@ class Reconciler(Core):
         if self._synced:
             self._pod_groups.sweep(now, self._book.pods)
 
-    def _flush_sync(self, now: float) -> None:
-        book = self._book
-        work, book.to_sync = book.to_sync, {}
-        for uid, cids in work.items():
-            pod = book.pods.get(uid)
+    def _flush_sync(self, now: float, limit: int | None = None) -> int:
+        """Place the threads of containers that arrived; of at most about ``limit``
+        of them (whole pods), the rest stays queued. Returns how many were checked."""
+        to_sync = self._book.to_sync
+        pods = self._book.pods
+        done = 0
+        while to_sync and (limit is None or done < limit):
+            uid = next(iter(to_sync))
+            cids = to_sync.pop(uid)
+            pod = pods.get(uid)
             if pod is not None:
                 self._sync_pod(pod, [pod.containers[c] for c in cids if c in pod.containers], now)
+            done += max(1, len(cids))
+        return done
 
     def _sync_pod(self, pod: Pod, containers: list[Container], now: float) -> None:
         if containers:

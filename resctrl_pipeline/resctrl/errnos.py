@@ -55,7 +55,8 @@ class RmidsInLimbo(RmidUnavailable):
 
 
 class GroupVanished(ResctrlWriteError):
-    """ENOENT on a group's ``tasks``: the group was removed behind our back."""
+    """A group's ``tasks`` answered "gone" (ENOENT, or ENODEV from kernfs): removed behind
+    our back."""
 
 
 class TaskRefused(ResctrlWriteError):
@@ -101,14 +102,15 @@ def raise_classified(err: OSError, what: str, path: str, *, root_missing: bool =
 
     Args:
         err: the failure. what: the operation, for the message. path: where.
-        root_missing: ENOENT means ``mon_groups`` itself is missing (monitoring unusable).
+        root_missing: ENOENT or ENODEV (resctrl unmounted under an open descriptor)
+            means ``mon_groups`` itself is missing (monitoring unusable).
 
     Raises:
-        ResctrlUnavailable: ENOENT with ``root_missing``.
+        ResctrlUnavailable: ENOENT or ENODEV with ``root_missing``.
         PermissionProblem: EACCES/EPERM. ResctrlWriteError: any other errno.
     """
     code = err.errno
-    if root_missing and code == errno.ENOENT:
+    if root_missing and code in (errno.ENOENT, errno.ENODEV):
         raise ResctrlUnavailable(f"{path}: mon_groups missing ({err.strerror})") from err
     cls = PermissionProblem if code in _PERMISSION_ERRNOS else ResctrlWriteError
     raise cls(f"{what} ({err.strerror})", path, code) from err

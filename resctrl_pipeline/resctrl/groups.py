@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 from typing import NoReturn
 
+from resctrl_pipeline.errors import GONE_ERRNOS
 from resctrl_pipeline.podid import group_name
 from resctrl_pipeline.resctrl.counters import (
     Assignments,
@@ -80,16 +81,17 @@ class ResctrlGroups:
         """Remove group ``name``; its threads fall back to the root group.
 
         Returns:
-            True if removed, False if it was already gone (ENOENT).
+            True if removed, False if it was already gone (ENOENT, or ENODEV: kernfs
+            for a group being torn down).
 
         Raises:
             PermissionProblem: EACCES/EPERM. ResctrlWriteError: any other errno.
         """
         try:
             self.ops.rmdir(name)
-        except FileNotFoundError:
-            return False
         except OSError as err:
+            if err.errno in (errno.ENOENT, errno.ENODEV):
+                return False
             self._raise_for(err, "cannot remove monitoring group", name)
         return True
 
@@ -111,14 +113,15 @@ class ResctrlGroups:
         Lines that are not positive integers are skipped: they cannot name a thread.
 
         Raises:
-            GroupVanished: ENOENT. PermissionProblem: EACCES/EPERM.
-            ResctrlWriteError: any other errno.
+            GroupVanished: any errno of a read that means "gone" (ENOENT, ENODEV, ESRCH,
+                EINVAL; see :data:`~resctrl_pipeline.errors.GONE_ERRNOS`).
+            PermissionProblem: EACCES/EPERM. ResctrlWriteError: any other errno.
         """
         try:
             text = self.ops.read_tasks(name)
-        except FileNotFoundError as err:
-            raise GroupVanished("monitoring group vanished", self.path(name), err.errno) from err
         except OSError as err:
+            if err.errno in GONE_ERRNOS:
+                raise self._vanished(name, err) from err
             self._raise_for(err, "cannot read tasks", name)
         words = text.split()
         # On ASCII text str.isdigit means 0-9 only; the per-word check guards the rest.
@@ -135,7 +138,8 @@ class ResctrlGroups:
 
         Raises:
             ValueError: ``tid`` < 1 (the kernel reads 0 as "the writing thread itself").
-            GroupVanished: ENOENT; the caller recreates the group.
+            GroupVanished: ENOENT, or ENODEV that outlived a fresh descriptor; the
+                caller recreates the group.
             TaskRefused: EINVAL, with ``info/last_cmd_status`` attached.
             PermissionProblem: EACCES/EPERM. ResctrlWriteError: any other errno.
         """
@@ -145,9 +149,9 @@ class ResctrlGroups:
             self.ops.write_tid(name, tid)
         except ProcessLookupError:
             return False
-        except FileNotFoundError as err:
-            raise GroupVanished("monitoring group vanished", self.path(name), err.errno) from err
         except OSError as err:
+            if err.errno in (errno.ENOENT, errno.ENODEV):
+                raise self._vanished(name, err) from err
             if err.errno == errno.EINVAL:
                 raise TaskRefused(self.path(name), tid, self.last_cmd_status()) from err
             self._raise_for(err, f"cannot move tid {tid}", name)
@@ -234,6 +238,9 @@ class ResctrlGroups:
                     raise AssignmentRefused(self.path(name), code, status) from err
                 raise GroupVanished("monitoring group vanished", self.path(name), code) from err
             self._raise_for(err, "cannot assign counters", name)
+
+    def _vanished(self, name: str, err: OSError) -> GroupVanished:
+        return GroupVanished("monitoring group vanished", self.path(name), err.errno)
 
     def _raise_for(
         self, err: OSError, what: str, name: str, *, root_missing: bool = False

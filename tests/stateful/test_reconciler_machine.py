@@ -152,7 +152,9 @@ class ReconcilerMachine(RuleBasedStateMachine):
         self.told_containers: dict[str, str] = {}  # container id -> pod uid
         self.synced = False
         self.sampler: dict[str, GroupState] = {}  # the groups edge, as a consumer sees it
-        self.orphans_after_last_pass: set[str] = set()
+        # Orphans after each of the last clean passes (newest last): the grace is two
+        # retry intervals, so an orphan seen by two passes is gone after the third.
+        self.orphans_after_passes: list[set[str]] = []
         self.zombies: set[int] = set()  # exited, still listed by their cgroup
         self.core = self._new_core()
 
@@ -382,7 +384,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
     def restart_reconciler(self) -> None:
         self.core = self._new_core()
         self.told_pods, self.told_containers = set(), {}
-        self.synced, self.sampler, self.orphans_after_last_pass = False, {}, set()
+        self.synced, self.sampler, self.orphans_after_passes = False, {}, []
 
     @rule()
     def retry_pass(self) -> None:
@@ -392,14 +394,18 @@ class ReconcilerMachine(RuleBasedStateMachine):
         clean = self.pending_faults() == faults  # no injected failure hit this pass
         orphans = {n for n in self.ours() if n[len(PREFIX) :] not in self.cg.pods}
         if clean:
-            survivors = orphans & self.orphans_after_last_pass
-            assert not survivors, f"orphans survived two passes: {survivors}"
+            seen = self.orphans_after_passes
+            survivors = orphans & seen[0] & seen[1] if len(seen) == 2 else set()
+            assert not survivors, f"orphans survived three passes: {survivors}"
             self._check_converged()
         for tids in (t for cs in self.cg.pods.values() for t in cs.values()):
             tids -= self.zombies
         self.zombies.clear()
         # Only a clean pass is known to have seen (and started the grace of) every orphan.
-        self.orphans_after_last_pass = orphans if self.synced and clean else set()
+        if self.synced and clean:
+            self.orphans_after_passes = [*self.orphans_after_passes[-1:], orphans]
+        else:
+            self.orphans_after_passes = []
 
     def _check_converged(self) -> None:
         """After a clean pass: groups and threads in place, counts as in the model."""
