@@ -379,6 +379,10 @@ class Supervisor:
             wake_w.close()
         return code
 
+    def _stopped(self, name: str, code: int | None) -> None:
+        self.view.actors[name].running = False
+        log.info("stopped %s (exit code %s)", name, code)
+
     def _own_directories(self) -> list[DirectoryLock]:
         """Lock the runtime and the output directory (the spool with s3:// output).
 
@@ -416,18 +420,17 @@ class Supervisor:
             if codes[name] is None and not self._hurry:
                 log.warning("%s did not stop within %gs; killing it", name, self.stop_timeout)
                 codes[name] = proc.kill()
+            if codes[name] is not None:
+                self._stopped(name, codes[name])
         rest = [n for n in order if codes.get(n) is None]
         if self._hurry and rest:
-            log.warning("second stop signal: stopping now; %s get %gs, then SIGKILL",
-                        ", ".join(rest), HURRY_GRACE)  # fmt: skip
+            log.warning("second stop signal: stopping now; SIGKILL in %gs to what still "
+                        "runs of: %s", HURRY_GRACE, ", ".join(rest))  # fmt: skip
             for name in rest:
                 self.procs[name].close_control()
             deadline = time.monotonic() + HURRY_GRACE
             for name in rest:
                 left = max(0.0, deadline - time.monotonic())
                 code = self.procs[name].wait(left)
-                codes[name] = code if code is not None else self.procs[name].kill()
-        for name in order:
-            self.view.actors[name].running = False
-            log.info("stopped %s (exit code %s)", name, codes.get(name))
+                self._stopped(name, code if code is not None else self.procs[name].kill())
         self._restart_at.clear()
