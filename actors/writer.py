@@ -9,6 +9,7 @@ from resctrl_pipeline.actor import run_actor
 from resctrl_pipeline.config import Config
 from resctrl_pipeline.core import Core
 from resctrl_pipeline.errors import ConfigError
+from resctrl_pipeline.resctrl.cache import l3_sizes
 from resctrl_pipeline.sink import ParquetSink
 from resctrl_pipeline.storage import (
     KeyScheme,
@@ -78,6 +79,7 @@ def build(cfg: Config, environ: Mapping[str, str] | None = None) -> Core:
         flush_interval=cfg.flush_interval,
         max_file_bytes=cfg.max_file_bytes,
         rotate_interval=cfg.rotate_interval,
+        l3_cache_bytes=l3_sizes(cfg.resctrl_root),
     )
     return WriterCore(sink, timer_period(cfg.flush_interval), uploader)
 

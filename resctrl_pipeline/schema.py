@@ -20,6 +20,7 @@ __all__ = [
     "FIXED_COLUMNS",
     "MBM_COLUMNS",
     "MBM_STATES",
+    "NODE_COLUMN",
     "OPTIONAL_COLUMNS",
     "SCHEMA_VERSION",
     "TELEMETRY_COLUMNS",
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a column is added or its meaning changes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: (name, arrow type name, nullable) of the fixed columns, in file order.
 FIXED_COLUMNS: tuple[tuple[str, str, bool], ...] = (
@@ -73,11 +74,16 @@ TELEMETRY_COLUMNS: dict[str, str] = {
 #: The per-domain breakdown (``output.per_domain``).
 DOMAINS_COLUMN = "domains"
 
+#: The node the row was sampled on: the writer fills it in every row, so that files
+#: read together (without Hive partitions) still say where each row came from.
+NODE_COLUMN = "node"
+
 #: Every optional column, in file order (after the fixed nine).
 OPTIONAL_COLUMNS: tuple[tuple[str, str, bool], ...] = (
     *MBM_COLUMNS,
     *((name, "float64", True) for name in TELEMETRY_COLUMNS.values()),
     (DOMAINS_COLUMN, "domains", True),
+    (NODE_COLUMN, "string", True),
 )
 
 _MBM_NAMES = tuple(name for name, _, _ in MBM_COLUMNS)

@@ -58,17 +58,21 @@ OPTIONAL: list[tuple[str, pa.DataType, bool]] = [
     ("mbm_state", pa.string(), True),
     *((column, pa.float64(), True) for column in AET_EVENTS.values()),
     ("domains", DOMAINS_TYPE, True),
+    ("node", pa.string(), True),  # the writer's node name in every row (schema version 3)
 ]
 
 #: File key-value metadata every output file carries.
-METADATA_KEYS = (b"node", b"schema_version", b"tool", b"tool_version", b"created_at")
+METADATA_KEYS = (b"node", b"schema_version", b"tool", b"tool_version", b"created_at",
+                 b"l3_cache_bytes")  # fmt: skip
 
 
-def expected(optional: list[str]) -> list[tuple[str, pa.DataType, bool]]:
-    """The fixed nine, then the named optional columns in golden order."""
+def expected(optional: list[str], node: bool = True) -> list[tuple[str, pa.DataType, bool]]:
+    """The fixed nine, then the named optional columns in golden order, and ``node``
+    (which the writer adds to every row of a node with a name) unless ``node`` is False."""
     unknown = set(optional) - {name for name, _, _ in OPTIONAL}
     assert not unknown, f"not in the golden schema: {sorted(unknown)}"
-    return FIXED + [c for c in OPTIONAL if c[0] in optional]
+    wanted = {*optional, "node"} if node else set(optional)
+    return FIXED + [c for c in OPTIONAL if c[0] in wanted]
 
 
 def fields(schema: pa.Schema) -> list[tuple[str, pa.DataType, bool]]:

@@ -236,7 +236,7 @@ def test_sampler_columns_reach_parquet(tmp_path: Path) -> None:
     assert table.schema.names[:9] == [c[0] for c in FIXED_COLUMNS]
     assert table.schema.names[9:] == [
         "mbm_total_bytes", "mbm_local_bytes", "mbm_state", "core_energy_joules", "activity",
-        "domains",
+        "domains", "node",
     ]  # fmt: skip
     row = table.to_pylist()[0]
     assert (row["llc_occupancy_bytes"], row["mbm_total_bytes"], row["mbm_local_bytes"]) == (

@@ -114,15 +114,17 @@ def test_roundtrip_rows_schema_and_metadata(tmp_path: Path) -> None:
     [path] = parquet_files(tmp_path)
     assert os.path.basename(path) == "resctrl-occupancy-worker-7-20231114T221320Z-00000000.parquet"
     table = pq.read_table(path)
-    assert golden_schema.fields(table.schema) == golden_schema.FIXED
+    assert golden_schema.fields(table.schema) == golden_schema.expected(["node"])
     expected = pa.concat_tables(pa.table(b.columns) for b in sent)
-    for name in table.schema.names:
+    for name in expected.schema.names:
         assert table.column(name).to_pylist() == expected.column(name).to_pylist()
+    assert table.column("node").to_pylist() == ["worker-7"] * 12
     meta = pq.read_metadata(path).metadata
     assert meta[b"node"] == b"worker-7"
     assert meta[b"schema_version"] == str(SCHEMA_VERSION).encode()
     assert meta[b"tool_version"] == __version__.encode()
     assert meta[b"created_at"] == b"2023-11-14T22:13:20Z"
+    assert meta[b"l3_cache_bytes"] == b"{}"  # not given to this sink
     stats = sink.statistics()
     assert (stats.rows_written, stats.files_written, stats.rotations) == (12, 1, {"close": 1})
     assert stats.bytes_written == os.path.getsize(path)
@@ -149,7 +151,7 @@ def test_mbm_batch_after_plain_rows_starts_a_new_file(tmp_path: Path) -> None:
     sink.add(batch(3, 3, mbm=True), 1.0)
     sink.close(2.0)
     schemas = [pq.read_schema(p).names for p in parquet_files(tmp_path)]
-    assert sorted(len(s) for s in schemas) == [9, 12]  # MBM: two counters and mbm_state
+    assert sorted(len(s) for s in schemas) == [10, 13]  # + node; MBM: two counters, mbm_state
     assert ids_in(tmp_path) == list(range(6))
     assert sink.statistics().rotations == {"schema": 1, "close": 1}
 

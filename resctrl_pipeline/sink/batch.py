@@ -7,6 +7,7 @@ per-row Python work. The schema decides the types; the batch only supplies value
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,13 +34,15 @@ _CONVERSION_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
 
 
 def file_schema(
-    optional: tuple[str, ...], node: str, tool_version: str, created_at: str
-) -> pa.Schema:
+    optional: tuple[str, ...], node: str, tool_version: str, created_at: str,
+    l3_cache_bytes: Mapping[int, int] | None = None,
+) -> pa.Schema:  # fmt: skip
     """The schema of one output file, with the key-value metadata readers rely on.
 
     Keys: ``node``, ``schema_version``, ``tool`` (``resctrl-pipeline``),
-    ``tool_version`` and ``created_at`` (ISO 8601, UTC). ``optional``: the optional
-    columns the file holds.
+    ``tool_version``, ``created_at`` (ISO 8601, UTC) and ``l3_cache_bytes`` (JSON:
+    L3 domain id → bytes, ``{}`` when unknown; occupancy / size = share of the cache).
+    ``optional``: the optional columns the file holds.
     """
     return arrow_schema(
         optional,
@@ -49,6 +52,9 @@ def file_schema(
             "tool": "resctrl-pipeline",
             "tool_version": tool_version,
             "created_at": created_at,
+            "l3_cache_bytes": json.dumps(
+                {str(d): n for d, n in sorted((l3_cache_bytes or {}).items())}
+            ),
         },
     )
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from resctrl_pipeline.errors import ConfigError
 from resctrl_pipeline.messages import OccupancyBatch
-from resctrl_pipeline.schema import arrow_schema, optional_names
+from resctrl_pipeline.schema import NODE_COLUMN, arrow_schema, optional_names
 from resctrl_pipeline.sink.batch import RowBuffer, optional_in, to_record_batch, unknown_columns
 from resctrl_pipeline.sink.directory import OutputDirectory
 from resctrl_pipeline.sink.errors import BatchRejected, SinkClosed, write_error_reason
@@ -75,7 +75,8 @@ class ParquetSink:
     Args:
         output_dir: the directory for the files; created if missing.
         prefix: file name prefix (``output.prefix``).
-        node: node name; untrusted, sanitised for the file name.
+        node: node name; untrusted, sanitised for the file name; also the ``node``
+            column of every row (unless the batch brings its own).
         compression: Parquet codec (``output.compression``; ``none`` allowed).
         flush_interval: the most seconds a row stays buffered (``output.flush_interval``),
             hence the most a ``kill -9`` loses.
@@ -89,6 +90,7 @@ class ParquetSink:
         retry_interval: seconds between attempts to write again during an outage.
         journal_compression: IPC codec of the crash journal, or None.
         token: source of the 8 hex digits in file names; injectable for tests.
+        l3_cache_bytes: L3 domain id → bytes, in every file's metadata.
 
     Raises:
         ConfigError: an argument is out of range or the prefix is invalid.
@@ -110,6 +112,7 @@ class ParquetSink:
         retry_interval: float = 5.0,
         journal_compression: str | None = "zstd",
         token: Callable[[], str] = _random_token,
+        l3_cache_bytes: Mapping[int, int] | None = None,
     ) -> None:
         _check_codec("output.compression", compression)
         _check_codec("output.journal_compression", journal_compression)
@@ -129,7 +132,10 @@ class ParquetSink:
             clock=clock,
             token=token,
             counters=self._n,
+            l3_cache_bytes=l3_cache_bytes,
         )
+        #: Every row gets the node's name (schema.NODE_COLUMN) as the sink writes it.
+        self._node = node
         # Schemas without metadata, per optional column set; buffered batches use them.
         self._plain: dict[tuple[str, ...], pa.Schema] = {}
         self._buffer = RowBuffer()
@@ -182,6 +188,8 @@ class ParquetSink:
             self._drop(rows)
             return
         columns = batch.columns
+        if self._node and isinstance(columns, Mapping) and NODE_COLUMN not in columns:
+            columns = {**columns, NODE_COLUMN: [self._node] * rows}
         optional = optional_names((*(self._optional or ()), *optional_in(columns)))
         plain = self._plain.get(optional)
         if plain is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pyarrow as pa
 
@@ -55,6 +55,7 @@ class FileSeries:
         clock: wall clock for names and metadata.
         token: source of the 8 hex digits of a name.
         counters: where files, rows, bytes and recoveries are counted.
+        l3_cache_bytes: L3 domain id → bytes, for every file's metadata.
     """
 
     def __init__(
@@ -69,12 +70,14 @@ class FileSeries:
         clock: Callable[[], float],
         token: Callable[[], str],
         counters: SinkCounters,
+        l3_cache_bytes: Mapping[int, int] | None = None,
     ) -> None:
         self.dir = directory
         self.current: OutputFile | None = None
         self._prefix = prefix
         self._node = sanitize_node(node)
         self._node_label = node[:_MAX_NODE_LABEL] or self._node
+        self._l3_cache_bytes = dict(l3_cache_bytes or {})
         self._leftovers = leftover_pattern(prefix, node)
         self._compression = compression
         self._journal_compression = journal_compression
@@ -166,7 +169,8 @@ class FileSeries:
                 break
         else:
             raise FileExistsError(f"no unused file name after {_NAME_ATTEMPTS} attempts")
-        schema = file_schema(optional, self._node_label, __version__, _iso_utc(created_at))
+        schema = file_schema(optional, self._node_label, __version__, _iso_utc(created_at),
+                             self._l3_cache_bytes)  # fmt: skip
         return OutputFile(self.dir, name, schema, self._compression, self._journal_compression)
 
     def _salvage(self, file: OutputFile) -> None:
