@@ -173,6 +173,10 @@ def _check(owner: str, name: str, annotation: str, value: object) -> object:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
     elif annotation == "str | None":
         ok = value is None or isinstance(value, str)
+    elif annotation == "tuple[str, ...]":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if ok and isinstance(value, list):
+            value = tuple(value)
     elif annotation == "dict[str, list[Any]]":
         ok = _valid_columns(value)
     elif annotation == "dict[str, float]":

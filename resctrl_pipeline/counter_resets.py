@@ -31,9 +31,14 @@ class CounterResets:
         totals: list[int | None],
         locals_: list[int | None],
     ) -> None:
-        """Replace raw values in ``totals``/``locals_`` by continued ones, in place."""
+        """Replace raw values in ``totals``/``locals_`` by continued ones, in place.
+
+        A key ``""`` leaves its values alone (followed elsewhere).
+        """
         state = self._state
         for i, key in enumerate(keys):
+            if not key:
+                continue
             s = state.get(key)
             if s is None:
                 s = state[key] = [epochs[i], 0, 0, 0, 0]

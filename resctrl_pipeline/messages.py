@@ -145,7 +145,9 @@ class GroupState:
     could not be created (e.g. no free RMID). ``reconciled_containers`` counts the
     containers whose every thread is in the group. ``mbm_epoch`` changes whenever
     the reconciler assigned MBM counters to the group (ABMC): its MBM counts restarted
-    at 0.
+    at 0. ``class_paths`` are the pod's further groups, one per RDT class (CTRL_MON
+    group) holding some of its threads (``<class>/mon_groups/<prefix><uid>``); the
+    pod's values are the sums over ``group_path`` and these.
     """
 
     pod_uid: str
@@ -153,6 +155,7 @@ class GroupState:
     total_containers: int = 0
     reconciled_containers: int = 0
     mbm_epoch: int = 0
+    class_paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

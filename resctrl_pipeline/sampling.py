@@ -35,12 +35,19 @@ from resctrl_pipeline.messages import (
     PodSummary,
 )
 from resctrl_pipeline.resctrl.info import MonitoringInfo
-from resctrl_pipeline.resctrl.mondata import LlcReader
+from resctrl_pipeline.resctrl.mondata import GroupReading, LlcReader, sum_readings
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["Sampler"]
+
+# (uid, path, namespace, name, total, reconciled, mbm epoch, class paths, reset key):
+# one per pod with a group; the reset key is "" when the row sums several groups
+# (their counter resets are then followed per group, before the sum).
+_PlanEntry = tuple[
+    str, str, str | None, str | None, int, int, int, tuple[str, ...], str
+]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +96,7 @@ class Sampler(Core):
         self._wall_ns = wall_ns
         self.pods: dict[str, GroupState] = {}
         self.labels: dict[str, tuple[str, str]] = {}
-        self._plan: list[tuple[str, str, str | None, str | None, int, int, int]] | None = None
+        self._plan: list[_PlanEntry] | None = None
         self._seen_groups = False
         self._seen_metadata = False
         self._monitoring: MonitoringInfo | None = None
@@ -146,10 +153,16 @@ class Sampler(Core):
 
     def _set_pod(self, state: GroupState) -> None:
         old = self.pods.get(state.pod_uid)
-        if old is not None and old.group_path and old.group_path != state.group_path:
-            self.reader.forget(old.group_path)
-            self._resets.forget(old.group_path)
+        if old is not None:
+            kept = {state.group_path, *state.class_paths}
+            for path in (old.group_path, *old.class_paths):
+                if path and path not in kept:
+                    self._forget(path)
         self.pods[state.pod_uid] = state
+
+    def _forget(self, path: str) -> None:
+        self.reader.forget(path)
+        self._resets.forget(path)
 
     def handle_resctrl_event(self, msg: GroupState | GroupGone | GroupSnapshot) -> None:
         """Apply a group delta or snapshot from the reconciler."""
@@ -160,17 +173,18 @@ class Sampler(Core):
         elif isinstance(msg, GroupGone):
             self._summary_due = 0.0  # its series go at the next scrape, not a second later
             old = self.pods.pop(msg.pod_uid, None)
-            if old is not None and old.group_path:
-                self.reader.forget(old.group_path)
-                self._resets.forget(old.group_path)
+            if old is not None:
+                for path in (old.group_path, *old.class_paths):
+                    if path:
+                        self._forget(path)
         else:
             keep = {s.pod_uid for s in msg.states}
             for uid in [u for u in self.pods if u not in keep]:
                 self._summary_due = 0.0
                 old = self.pods.pop(uid)
-                if old.group_path:
-                    self.reader.forget(old.group_path)
-                    self._resets.forget(old.group_path)
+                for path in (old.group_path, *old.class_paths):
+                    if path:
+                        self._forget(path)
             for state in msg.states:
                 self._set_pod(state)
 
@@ -185,8 +199,8 @@ class Sampler(Core):
         else:
             self.labels = {p.uid: (p.namespace, p.name) for p in msg.pods}
 
-    def _build_plan(self) -> list[tuple[str, str, str | None, str | None, int, int, int]]:
-        """Per pod with a group: (uid, path, namespace, name, total, reconciled, epoch)."""
+    def _build_plan(self) -> list[_PlanEntry]:
+        """One :data:`_PlanEntry` per pod with a group."""
         plan = []
         for uid, state in self.pods.items():
             if state.group_path is None:
@@ -194,7 +208,8 @@ class Sampler(Core):
             ns, name = self.labels.get(uid, (None, None))
             plan.append(
                 (uid, state.group_path, ns, name, state.total_containers,
-                 state.reconciled_containers, state.mbm_epoch)
+                 state.reconciled_containers, state.mbm_epoch, state.class_paths,
+                 "" if state.class_paths else state.group_path)
             )  # fmt: skip
         return plan
 
@@ -214,7 +229,7 @@ class Sampler(Core):
         kept, stamps, readings = [], [], []
         for entry in self._plan:
             try:
-                reading = read(entry[1])
+                reading = read(entry[1]) if not entry[7] else self._read_spanning(read, entry)
             except ResctrlReadError as err:
                 self.read_errors[err.reason] = self.read_errors.get(err.reason, 0) + 1
                 log.debug("skipping pod %s this tick: %s", entry[0], err)
@@ -226,7 +241,7 @@ class Sampler(Core):
         if not rows:
             return None
         # Transpose in C (zip) rather than appending to nine lists per row.
-        uids, paths, nss, names, totals, recs, epochs = (
+        uids, paths, nss, names, totals, recs, epochs, _, reset_keys = (
             list(c) for c in zip(*kept, strict=True)
         )
         llc, mbm_total, mbm_local, mbm_state, telemetry, domains = (
@@ -244,7 +259,7 @@ class Sampler(Core):
             "llc_occupancy_bytes": llc,
         }
         if self.with_mbm:
-            self._resets.apply(paths, epochs, mbm_total, mbm_local)
+            self._resets.apply(reset_keys, epochs, mbm_total, mbm_local)
             cols["mbm_total_bytes"] = mbm_total
             cols["mbm_local_bytes"] = mbm_local
             cols["mbm_state"] = mbm_state
@@ -274,6 +289,22 @@ class Sampler(Core):
         return PodSummary(
             cols["start_timestamp"][0], {k: cols[k] for k in POD_SUMMARY_COLUMNS if k in cols}
         )
+
+    def _read_spanning(
+        self, read: Callable[[str], GroupReading], entry: _PlanEntry
+    ) -> GroupReading:
+        """The row of a pod with groups in several classes: their sum.
+
+        MBM resets are followed per group before summing (a group that restarts must
+        not look like the whole pod restarting). Any group failing skips the row.
+        """
+        paths = [entry[1], *entry[7]]
+        parts = [read(p) for p in paths]
+        totals = [r.mbm_total for r in parts]
+        locals_ = [r.mbm_local for r in parts]
+        if self.with_mbm:
+            self._resets.apply(paths, [entry[6]] * len(paths), totals, locals_)
+        return sum_readings(parts, totals, locals_)
 
     def handle_health_timer(self) -> str | None:
         """Log ``resctrl health: pods_failed=N, pods_unreconciled=M`` when non-zero."""

@@ -23,6 +23,12 @@ class MemoryResctrlOps:
     by domain while counters last when ``assign_on_mkdir``; rmdir frees at once; writes
     to ``mbm_L3_assignments`` follow the reference's formats, errnos and
     ``last_cmd_status`` lines.
+
+    Classes (CTRL_MON groups, §4): ``classes`` holds their names; a MON group below one
+    is named ``<class>/<name>``; ``closid`` maps a thread to its class (``""`` = the
+    root). Writing a thread into a MON group of another class fails with EINVAL and
+    ``Can't move task to different control group``; :meth:`move_to_class` is what an
+    RDT-enabled runtime does (write to ``<class>/tasks``).
     """
 
     EVENTS = ("mbm_total_bytes", "mbm_local_bytes")
@@ -46,11 +52,14 @@ class MemoryResctrlOps:
         self.status = "ok"
         self.mutations = 0
         self.faults: dict[str, list[int]] = {}  # op -> errnos still to raise
+        self.fault_status = ""
         self.mbm_counters = mbm_counters
         self.domains = domains
         self.assign_on_mkdir = assign_on_mkdir
         self.assigned: dict[str, dict[str, set[int]]] = {}
         self.assignments_written = 0
+        self.classes: set[str] = set()
+        self.closid: dict[int, str] = {}
         if mbm_counters is not None:
             self._assign_all("")  # the root gets counters at mount
 
@@ -83,13 +92,15 @@ class MemoryResctrlOps:
     # -- test controls ---------------------------------------------------------------
 
     def spawn(self, tid: int, group: str | None = None) -> None:
-        """A thread starts in ``group`` (a fork inherits its creator's group)."""
+        """A thread starts in ``group`` (a fork inherits its creator's group and class)."""
         self.threads[tid] = group
         if group is not None:
             self.groups[group].add(tid)
+            self.closid[tid] = group.rpartition("/")[0]
 
     def exit(self, tid: int) -> None:
-        """A thread exits and leaves its group."""
+        """A thread exits and leaves its group (it keeps its class if it is re-spawned
+        by :meth:`move_to_class`)."""
         group = self.threads.pop(tid, None)
         if group is not None:
             self.groups[group].discard(tid)
@@ -104,11 +115,42 @@ class MemoryResctrlOps:
 
     def free_rmids(self) -> int:
         """RMIDs a mkdir could take now."""
-        return self.num_rmids - 1 - self.reserved - len(self.groups) - self.limbo
+        used = len(self.groups) + len(self.classes)
+        return self.num_rmids - 1 - self.reserved - used - self.limbo
 
-    def fail(self, op: str, code: int, times: int = 1) -> None:
-        """Make the next ``times`` calls of ``op`` (a method name) raise ``code``."""
+    def add_class(self, ctrl: str) -> None:
+        """Another component makes CTRL_MON group ``ctrl`` (an RMID and a CLOSID)."""
+        self.classes.add(ctrl)
+
+    def remove_class(self, ctrl: str) -> None:
+        """``rmdir <ctrl>``: its MON groups go too, every thread of it to the root."""
+        self.classes.discard(ctrl)
+        for name in [g for g in self.groups if g.startswith(ctrl + "/")]:
+            self.groups.pop(name)
+            self.assigned.pop(name, None)
+            self.limbo += 1
+        for tid, c in list(self.closid.items()):
+            if c == ctrl:
+                self.closid[tid] = ""
+                self.threads[tid] = None
+        self.limbo += 1
+
+    def move_to_class(self, tid: int, ctrl: str) -> None:
+        """A write of ``tid`` to ``<ctrl>/tasks`` (``""``: the root's): new CLOSID, out
+        of any MON group."""
+        self.exit(tid)
+        self.spawn(tid)
+        self.closid[tid] = ctrl
+
+    def class_of(self, tid: int) -> str:
+        """The class of a live thread (``""`` = the root)."""
+        return self.closid.get(tid, "")
+
+    def fail(self, op: str, code: int, times: int = 1, status: str = "") -> None:
+        """Make the next ``times`` calls of ``op`` (a method name) raise ``code``,
+        leaving ``status`` in ``last_cmd_status`` (EINVAL: "injected failure")."""
         self.faults.setdefault(op, []).extend([code] * times)
+        self.fault_status = status
 
     # -- ResctrlOps ------------------------------------------------------------------
 
@@ -120,7 +162,9 @@ class MemoryResctrlOps:
         faults = self.faults.get(op)
         if faults:
             code = faults.pop(0)
-            if code == errno.EINVAL:
+            if self.fault_status:
+                self.status = self.fault_status
+            elif code == errno.EINVAL:
                 self.status = "injected failure"
             raise OSError(code, os.strerror(code), name)
 
@@ -130,6 +174,9 @@ class MemoryResctrlOps:
 
     def mkdir(self, name: str) -> None:
         self._check("mkdir", name)
+        ctrl = name.rpartition("/")[0]
+        if ctrl and ctrl not in self.classes:
+            raise self._error(errno.ENOENT, name)
         if name in self.groups:
             raise self._error(errno.EEXIST, name)
         if self.free_rmids() <= 0:
@@ -150,9 +197,24 @@ class MemoryResctrlOps:
         self.limbo += 1
         self.mutations += 1
 
-    def list_groups(self) -> list[str]:
+    def list_groups(self, ctrl: str = "") -> list[str]:
         self._check("list_groups")
-        return sorted(self.groups)
+        if ctrl and ctrl not in self.classes:
+            raise self._error(errno.ENOENT, ctrl)
+        return sorted(
+            g.rpartition("/")[2] for g in self.groups if g.rpartition("/")[0] == ctrl
+        )
+
+    def list_classes(self) -> list[str]:
+        self._check("list_classes")
+        return sorted(self.classes)
+
+    def read_class_tasks(self, ctrl: str) -> str:
+        self._check("read_class_tasks", ctrl)
+        if ctrl not in self.classes:
+            raise self._error(errno.ENOENT, ctrl)
+        tids = sorted(t for t in self.threads if self.closid.get(t, "") == ctrl)
+        return "".join(f"{tid}\n" for tid in tids)
 
     def read_tasks(self, name: str) -> str:
         self._check("read_tasks", name)
@@ -165,7 +227,13 @@ class MemoryResctrlOps:
         if name not in self.groups:
             raise self._error(errno.ENOENT, name)
         if tid not in self.threads:
-            raise self._error(errno.ESRCH, name)
+            raise self._error(errno.ESRCH, name, f"No task {tid}")
+        if self.closid.get(tid, "") != name.rpartition("/")[0]:
+            raise self._error(
+                errno.EINVAL,
+                name,
+                f"Can't move task to different control group\nError while processing task {tid}",
+            )
         self.exit(tid)
         self.spawn(tid, name)
         self.mutations += 1

@@ -320,11 +320,14 @@ def test_first_snapshot_adopts_live_groups_and_removes_only_orphans(tmp_path: Pa
     assert (root / "mon_groups" / dead).exists()  # grace: twice the retry interval
     core.on_retry_timer(now=20)
     after = {p.relative_to(root) for p in root.rglob("*")}
-    # exactly the orphan is gone; root-level control groups (even prefixed ones),
-    # their mon_groups, foreign groups and the live group's files are untouched
-    assert before - after == {p for p in before if p.parts[:2] == ("mon_groups", dead)}
+    # exactly the orphans are gone, in the root's and in every class's mon_groups (the
+    # prefix is ownership everywhere); control groups themselves (even prefixed ones),
+    # foreign groups and the live group's files are untouched
+    orphans = {("mon_groups", dead), ("other_tool", "mon_groups", dead),
+               ("pod_ctrl_group", "mon_groups", dead)}  # fmt: skip
+    assert before - after == {p for p in before if p.parts[:2] in orphans or p.parts[:3] in orphans}
     assert after <= before
-    assert core.statistics().counters["orphans_removed"] == 1
+    assert core.statistics().counters["orphans_removed"] == 3
 
 
 def test_orphan_grace_spares_a_group_whose_pod_up_is_still_queued(node: Node) -> None:

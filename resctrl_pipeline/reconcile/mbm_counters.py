@@ -131,36 +131,43 @@ class CounterAssigner:
         """Uids of the pods that should hold counters after this pass."""
         if self._policy.none:
             return set()
-        held = sum(p.mbm == "assigned" for p in mine)
         # Counters held partly come back when freed; count only what is surely ours.
-        room = held + self.budget.free // len(self._enabled_events())
-        ranked = sorted(mine, key=self._order)
-        return {p.uid for p in ranked[:room]}
+        room = self.budget.free // len(self._enabled_events())
+        room += sum(len(p.group_names()) for p in mine if p.mbm == "assigned")
+        wanted: set[str] = set()
+        for pod in sorted(mine, key=self._order):
+            need = len(pod.group_names())  # one set of counters per class it spans
+            if need > room:
+                break
+            room -= need
+            wanted.add(pod.uid)
+        return wanted
 
     def _refresh(self, pod: Pod, events: list[str], changed: set[str]) -> None:
-        try:
-            held = self._groups.assignments(pod.name)
-        except GroupVanished:
-            return  # the next pass recreates it
-        except ResctrlWriteError as err:
-            self._counters["mbm_read_errors"] += 1
-            pod.warn(log, "mbm_read", "cannot read counters of %s: %s", pod.name, err)
-            return
-        state = (
-            "assigned"
-            if fully_assigned(held, events)
-            else "partial"
-            if any(any(d.values()) for e, d in held.items() if e in events)
-            else "none"
-        )
+        """Read what the pod's groups (one per class it spans) hold."""
+        full, some = True, False
+        for name in pod.group_names():
+            try:
+                held = self._groups.assignments(name)
+            except GroupVanished:
+                return  # the next pass recreates it
+            except ResctrlWriteError as err:
+                self._counters["mbm_read_errors"] += 1
+                pod.warn(log, "mbm_read", "cannot read counters of %s: %s", name, err)
+                return
+            full = full and fully_assigned(held, events)
+            some = some or any(any(d.values()) for e, d in held.items() if e in events)
+        state = "assigned" if full else "partial" if some else "none"
         if state != pod.mbm:
             pod.mbm = state
             changed.add(pod.uid)
 
     def _set(self, pod: Pod, events: list[str], assign: bool, changed: set[str]) -> bool:
-        """Assign or free the pod's counters. Returns False when counters ran out."""
+        """Assign or free the counters of every group of the pod. Returns False when
+        counters ran out."""
         try:
-            self._groups.set_counters(pod.name, events, assign)
+            for name in pod.group_names():
+                self._groups.set_counters(name, events, assign)
         except CountersExhausted as err:
             self._counters["mbm_assign_enospc"] += 1
             log.debug("no MBM counter for %s: %s", pod.name, err.status)
@@ -184,7 +191,8 @@ class CounterAssigner:
     def _free_partial(self, pod: Pod, events: list[str]) -> None:
         """Counters ran out midway: give back what this group got (never a partial sum)."""
         try:
-            self._groups.set_counters(pod.name, events, False)
+            for name in pod.group_names():
+                self._groups.set_counters(name, events, False)
             pod.mbm = "none"
         except ResctrlWriteError as err:
             pod.mbm = "partial"
@@ -199,7 +207,7 @@ class CounterAssigner:
             "mbm_counters_per_domain": self.budget.total,
             "mbm_counters_available": self.budget.free,
             "mbm_counters_assigned": len(self._enabled_events())
-            * sum(p.mbm == "assigned" for p in mine),
+            * sum(len(p.group_names()) for p in mine if p.mbm == "assigned"),
             "pods_mbm_assigned": sum(p.mbm == "assigned" for p in mine),
             "pods_mbm_unassigned": sum(p.mbm != "assigned" for p in mine),
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 
 from resctrl_pipeline.cgroups import CgroupGone, CgroupUnreadable, CgroupView
 from resctrl_pipeline.reconcile.pod_groups import PodGroups
@@ -62,21 +63,37 @@ class ThreadPlacer:
         # Never seen: the parent may be in a layout we cannot resolve; keep the pod.
         return not pod.cgroup_seen
 
-    def sync(self, pod: Pod, containers: list[Container], now: float) -> None:
-        """Write every thread of ``containers`` that is not yet in the pod's group."""
+    def sync(
+        self,
+        pod: Pod,
+        containers: list[Container],
+        now: float,
+        class_of: Mapping[int, str] | None = None,
+    ) -> set[str] | None:
+        """Write every thread of ``containers`` not yet in the pod's group of its class.
+
+        Args:
+            class_of: thread → CTRL_MON group (class) holding it; absent = the root.
+
+        Returns:
+            The classes (``""`` = the root) holding threads of these containers, or
+            None when the work stopped early (what they hold is not known).
+        """
+        classes = class_of if class_of is not None else {}
         # Located even without a group: an exited container leaves total_containers.
         live = [(c, d) for c in containers if (d := self._locate(pod, c)) is not None]
         if not pod.has_group:
             for c, _ in live:
                 c.reconciled = False
-            return
+            return None
         gone: set[int] = set()  # ESRCH: exited between listing and writing
         refused: set[int] = set()  # the kernel said no; tried again next pass
+        seen: set[str] = set()
         pending, recreated, rounds = live, False, 0
         while pending:
             try:
-                in_group = self._groups.tasks(pod.name)
-                pending = self._round(pod, pending, in_group, gone, refused, rounds)
+                members: dict[str, set[int] | None] = {}
+                pending = self._round(pod, pending, members, gone, refused, rounds, classes, seen)
             except GroupVanished:
                 if recreated or not self._pod_groups.recreate(pod, now):
                     break
@@ -91,6 +108,94 @@ class ThreadPlacer:
             # Stopped early: what these containers hold is not known to be complete.
             for c, _ in live:
                 c.reconciled = False
+            return None
+        return seen
+
+    def _members(
+        self, pod: Pod, ctrl: str, members: dict[str, set[int] | None]
+    ) -> set[int] | None:
+        """Threads in the pod's group of class ``ctrl`` (made when missing); None when
+        the pod cannot have one there now.
+
+        Raises:
+            GroupVanished: the pod's group in the root class vanished.
+        """
+        if ctrl in members:
+            return members[ctrl]
+        if not ctrl:
+            found: set[int] | None = self._groups.tasks(pod.name)
+        elif not self._pod_groups.ensure_class(pod, ctrl):
+            found = None
+        else:
+            try:
+                found = self._groups.tasks(f"{ctrl}/{pod.name}")
+            except GroupVanished:
+                # Pruned (a runtime's restart) or its class went: make it again, once.
+                pod.class_groups.discard(ctrl)
+                self._counters["groups_recreated"] += 1
+                found = set() if self._pod_groups.ensure_class(pod, ctrl) else None
+        members[ctrl] = found
+        return found
+
+    def _round(
+        self,
+        pod: Pod,
+        pending: list[tuple[Container, str]],
+        members: dict[str, set[int] | None],
+        gone: set[int],
+        refused: set[int],
+        rounds: int,
+        class_of: Mapping[int, str],
+        seen: set[str],
+    ) -> list[tuple[Container, str]]:
+        """Compare each container's threads with the pod's groups and write what is
+        missing, each thread into the group of the class that holds it.
+
+        Returns:
+            The containers that had threads written (to verify in the next round).
+
+        Raises:
+            GroupVanished: the root-class group disappeared during a write.
+        """
+        written: list[tuple[Container, str]] = []
+        for c, directory in pending:
+            try:
+                tids = self._cgroups.threads(directory)
+            except CgroupGone:
+                c.exited, c.reconciled = True, False
+                continue
+            except CgroupUnreadable as err:
+                # Not gone, not known: unreconciled until a later pass reads it.
+                self._counters["cgroup_read_errors"] += 1
+                c.reconciled = False
+                pod.warn(log, "cgroup", "cannot read the threads of container %.64r: %s",
+                         c.id, err)  # fmt: skip
+                continue
+            c.exited = False
+            by_class: dict[str, set[int]] = {}
+            if class_of:
+                for tid in tids:
+                    by_class.setdefault(class_of.get(tid, ""), set()).add(tid)
+            elif tids:
+                by_class[""] = tids
+            complete, wrote = True, False
+            for ctrl, in_class in by_class.items():
+                seen.add(ctrl)
+                group = self._members(pod, ctrl, members)
+                if group is None:
+                    complete = False
+                    continue
+                missing = in_class - group - gone
+                complete = complete and not missing
+                todo = missing - refused
+                if todo and rounds < self._max_passes:
+                    name = f"{ctrl}/{pod.name}" if ctrl else pod.name
+                    self._write(pod, name, sorted(todo), gone, refused)
+                    wrote = True
+            c.reconciled = complete
+            if wrote:
+                written.append((c, directory))
+        return written
 
     def _locate(self, pod: Pod, c: Container) -> str | None:
         """The container's cgroup directory, found once; None while it cannot be found.
@@ -109,67 +214,37 @@ class ThreadPlacer:
             c.reconciled = False
         return c.directory
 
-    def _round(
-        self,
-        pod: Pod,
-        pending: list[tuple[Container, str]],
-        in_group: set[int],
-        gone: set[int],
-        refused: set[int],
-        rounds: int,
-    ) -> list[tuple[Container, str]]:
-        """Compare each container's threads with ``in_group`` and write what is missing.
-
-        Returns:
-            The containers that had threads written (to verify in the next round).
+    def _write(
+        self, pod: Pod, name: str, tids: list[int], gone: set[int], refused: set[int]
+    ) -> None:
+        """Write each tid into group ``name``, classifying failures into ``gone`` and
+        ``refused``.
 
         Raises:
-            GroupVanished: the group disappeared during a write.
-        """
-        written: list[tuple[Container, str]] = []
-        for c, directory in pending:
-            try:
-                tids = self._cgroups.threads(directory)
-            except CgroupGone:
-                c.exited, c.reconciled = True, False
-                continue
-            except CgroupUnreadable as err:
-                # Not gone, not known: unreconciled until a later pass reads it.
-                self._counters["cgroup_read_errors"] += 1
-                c.reconciled = False
-                pod.warn(log, "cgroup", "cannot read the threads of container %.64r: %s",
-                         c.id, err)  # fmt: skip
-                continue
-            c.exited = False
-            missing = tids - in_group - gone
-            c.reconciled = not missing
-            todo = missing - refused
-            if todo and rounds < self._max_passes:
-                self._write(pod, sorted(todo), gone, refused)
-                written.append((c, directory))
-        return written
-
-    def _write(self, pod: Pod, tids: list[int], gone: set[int], refused: set[int]) -> None:
-        """Write each tid, classifying failures into ``gone`` and ``refused``.
-
-        Raises:
-            GroupVanished: the group disappeared (the caller recreates it).
+            GroupVanished: the root-class group disappeared (the caller recreates it).
         """
         for tid in tids:
             try:
-                if self._groups.add_task(pod.name, tid):
+                if self._groups.add_task(name, tid):
                     self._counters["tasks_written"] += 1
                 else:
                     self._counters["tasks_esrch"] += 1
                     gone.add(tid)
             except TaskRefused as err:
+                # Typically the thread changed class since the classes were read: the
+                # next pass reads them again and writes it into that class's group.
                 self._counters["tasks_einval"] += 1
                 refused.add(tid)
                 pod.warn(log, "einval", "%s", err)
+            except GroupVanished:
+                if name == pod.name:
+                    raise
+                pod.class_groups.discard(name.partition("/")[0])  # remade next pass
+                refused.add(tid)
             except PermissionProblem as err:
                 self._counters["permission_errors"] += 1
                 refused.add(tid)
-                log.error("cannot move tid %d into %s: %s", tid, pod.name, err)
+                log.error("cannot move tid %d into %s: %s", tid, name, err)
             except ResctrlWriteError as err:
                 self._counters["task_write_errors"] += 1
                 refused.add(tid)

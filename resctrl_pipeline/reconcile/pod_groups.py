@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Container as Contains
+from collections.abc import Mapping
 
 from resctrl_pipeline.errors import ResctrlUnavailable
 from resctrl_pipeline.podid import uid_from_group_name
 from resctrl_pipeline.reconcile.pods import RMID_WAIT, Pod
 from resctrl_pipeline.resctrl.errnos import (
+    GroupVanished,
     NoFreeRmid,
     PermissionProblem,
     ResctrlWriteError,
@@ -90,6 +91,44 @@ class PodGroups:
         self._dirty.add(pod.uid)
         return False
 
+    def ensure_class(self, pod: Pod, ctrl: str) -> bool:
+        """Create or adopt the pod's MON group below class ``ctrl``. Returns success.
+
+        Failures (no RMID, the class gone, …) are counted and logged once per pod and
+        kind; the threads in that class stay where they are until a later pass.
+        """
+        if ctrl in pod.class_groups:
+            return True
+        name = f"{ctrl}/{pod.name}"
+        try:
+            created = self._groups.create(name)
+        except GroupVanished:
+            return False  # the class was removed; the next pass sees where the threads went
+        except (ResctrlWriteError, ResctrlUnavailable) as err:
+            key = (
+                "mkdir_enospc"
+                if isinstance(err, NoFreeRmid)
+                else "mkdir_ebusy"
+                if isinstance(err, RmidsInLimbo)
+                else "mkdir_errors"
+            )
+            self._counters[key] += 1
+            why = f"pod {pod.uid} has no group in class {ctrl}"
+            pod.warn(log, f"class:{ctrl}", "%s: %s", why, err)
+            return False
+        self._counters["class_groups_created" if created else "groups_adopted"] += 1
+        log.info("%s group %s", "created" if created else "adopted", name)
+        pod.class_groups.add(ctrl)
+        self.orphans.pop(name, None)
+        self._dirty.add(pod.uid)
+        return True
+
+    def remove_class(self, pod: Pod, ctrl: str, why: str) -> None:
+        """Remove the pod's group below class ``ctrl`` (no thread of it left there)."""
+        if self.remove(f"{ctrl}/{pod.name}", why):
+            pod.class_groups.discard(ctrl)
+            self._dirty.add(pod.uid)
+
     def recreate(self, pod: Pod, now: float) -> bool:
         """The pod's group vanished behind our back: create it again."""
         self._counters["groups_recreated"] += 1
@@ -110,20 +149,30 @@ class PodGroups:
         log.info("removed group %s: %s", name, why)
         return True
 
-    def sweep(self, now: float, known: Contains[str]) -> None:
-        """Remove prefix groups whose uid is not in ``known`` for ``grace`` seconds."""
-        try:
-            names = self._groups.list_groups()
-        except (ResctrlWriteError, ResctrlUnavailable) as err:
-            self._counters["list_errors"] += 1
-            log.error("cannot list monitoring groups: %s", err)
-            return
+    def sweep(self, now: float, known: Mapping[str, Pod], classes: list[str]) -> None:
+        """Remove prefix groups of no known pod, in the root's and every class's
+        ``mon_groups/``, once they have been orphans for ``grace`` seconds. A known
+        pod's group in a class it holds no group in (by our account) is an orphan too:
+        if the pod's threads are there, the pass adopts it before the grace ends."""
+        names: list[str] = []
+        for ctrl in ("", *classes):
+            try:
+                listed = self._groups.list_groups(ctrl)
+            except GroupVanished:
+                continue  # the class went away with its groups
+            except (ResctrlWriteError, ResctrlUnavailable) as err:
+                self._counters["list_errors"] += 1
+                log.error("cannot list monitoring groups: %s", err)
+                return
+            names += [f"{ctrl}/{n}" if ctrl else n for n in listed]
         orphans = set()
         for name in names:
-            if not name.startswith(self._prefix):
+            ctrl, _, leaf = name.rpartition("/")
+            if not leaf.startswith(self._prefix):
                 continue  # not ours, whatever it is
-            uid = uid_from_group_name(self._prefix, name)
-            if uid is not None and uid in known:
+            uid = uid_from_group_name(self._prefix, leaf)
+            pod = known.get(uid) if uid is not None else None
+            if pod is not None and (not ctrl or ctrl in pod.class_groups):
                 continue
             orphans.add(name)
             since = self.orphans.setdefault(name, now)

@@ -56,6 +56,12 @@ class Pod:
     seq: int = 0  # order in which pods became known (older first)
     mbm: str = ""  # counters: "assigned", "partial", "none", "" (not known)
     mbm_epoch: int = 0  # bumped when we assign counters: the MBM counts restart at 0
+    class_groups: set[str] = field(default_factory=set)  # classes where we hold a group
+
+    def group_names(self) -> list[str]:
+        """Names of every group we hold for the pod: the root's first, then by class."""
+        names = [self.name] if self.has_group else []
+        return names + [f"{c}/{self.name}" for c in sorted(self.class_groups)]
 
     def warn(self, logger: logging.Logger, key: str, fmt: str, *args: object) -> None:
         """Warn once per pod and kind of problem; repeats go to debug."""

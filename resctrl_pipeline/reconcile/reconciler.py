@@ -30,6 +30,7 @@ from resctrl_pipeline.reconcile.mbm_counters import CounterAssigner, CounterPoli
 from resctrl_pipeline.reconcile.placement import ThreadPlacer
 from resctrl_pipeline.reconcile.pod_groups import PodGroups
 from resctrl_pipeline.reconcile.pods import RMID_WAIT, Container, Pod, PodBook
+from resctrl_pipeline.resctrl.errnos import ResctrlWriteError
 from resctrl_pipeline.resctrl.groups import ResctrlGroups
 
 __all__ = ["STEP_CONTAINERS", "GroupMessage", "LifecycleMessage", "Reconciler"]
@@ -110,6 +111,8 @@ class Reconciler(Core):
         self._placer = ThreadPlacer(groups, cgroups, self._pod_groups, self._counters, max_passes)
         self._assigner = CounterAssigner(groups, mbm_policy or CounterPolicy(), self._counters)
         self._synced = False
+        self._classes: list[str] = []
+        self._class_of: dict[int, str] = {}  # thread -> class, read at each pass
         self._reported: dict[str, GroupState] = {}
         self._capacity: int | None = None
         self._now = 0.0
@@ -155,7 +158,7 @@ class Reconciler(Core):
         while self._pass and budget > 0:
             pod = pods.get(self._pass.popleft())
             if pod is not None:  # else removed since the pass started
-                self._sync_pod(pod, list(pod.containers.values()), now)
+                self._check_pod(pod, now)
                 budget -= max(1, len(pod.containers))
         if in_pass and not self._pass:
             self._end_pass()
@@ -177,6 +180,8 @@ class Reconciler(Core):
         is left to :meth:`on_continue`)."""
         self._now = now
         book = self._book
+        if isinstance(msg, LifecycleSnapshot | ContainerUp | PodUp):
+            self._read_classes()
         if isinstance(msg, LifecycleSnapshot):
             self._apply_snapshot(msg, now)
             self._flush_sync(now, limit)
@@ -209,7 +214,7 @@ class Reconciler(Core):
         while self._pass:
             pod = pods.get(self._pass.popleft())
             if pod is not None:
-                self._sync_pod(pod, list(pod.containers.values()), now)
+                self._check_pod(pod, now)
         self._end_pass()
         return self._changes()
 
@@ -218,6 +223,7 @@ class Reconciler(Core):
         pods); the pods whose threads it checks are queued in ``_pass``."""
         self._now = now
         self._counters["recheck_passes"] += 1
+        self._read_classes()
         pods = self._book.pods
         for pod in list(pods.values()):
             if not self._placer.look_for_pod_cgroup(pod) and self._synced:
@@ -229,6 +235,15 @@ class Reconciler(Core):
         for pod in waiting:
             self._pod_groups.ensure(pod, now)
         self._pass = deque(pods)
+
+    def _check_pod(self, pod: Pod, now: float) -> None:
+        """The pass's work for one pod: every container's threads, and the removal of
+        its group in a class none of its threads is in any more."""
+        seen = self._sync_pod(pod, list(pod.containers.values()), now)
+        if seen is None:
+            return  # incomplete: keep every group
+        for ctrl in pod.class_groups - seen:
+            self._pod_groups.remove_class(pod, ctrl, f"pod {pod.uid} left class {ctrl}")
 
     def _end_pass(self) -> None:
         """A pass's last part, once every pod's threads were checked: MBM counters."""
@@ -281,6 +296,9 @@ class Reconciler(Core):
             "containers_unresolved": sum(c.directory is None for c in running),
             "containers_without_pod": self._book.containers_without_pod(),
             "orphan_groups_pending": len(self._pod_groups.orphans),
+            "classes": len(self._classes),
+            "pods_in_classes": sum(bool(p.class_groups) for p in pods),
+            "class_groups": sum(len(p.class_groups) for p in pods),
             "synced": float(self._synced),
         }
         if self._capacity is not None:
@@ -335,15 +353,32 @@ class Reconciler(Core):
         self._sweep(now)
 
     def _drop_pod(self, uid: str, reason: str) -> None:
-        """Forget a pod and its containers, remove its group."""
+        """Forget a pod and its containers, remove its groups."""
         pod = self._book.drop_pod(uid)
-        if pod is not None and pod.has_group:
-            self._pod_groups.remove(pod.name, f"pod {uid} {reason}")
+        if pod is not None:
+            for name in pod.group_names():
+                self._pod_groups.remove(name, f"pod {uid} {reason}")
 
     def _sweep(self, now: float) -> None:
         """Remove orphan prefix groups; nothing is inferred stale before the first snapshot."""
         if self._synced:
-            self._pod_groups.sweep(now, self._book.pods)
+            self._pod_groups.sweep(now, self._book.pods, self._classes)
+
+    def _read_classes(self) -> None:
+        """Which class (CTRL_MON group) holds which thread, from the classes' ``tasks``.
+
+        Read once per pass and per lifecycle message that places threads; a thread
+        that changes class in between is refused (EINVAL) and followed next pass.
+        """
+        self._classes = self._groups.classes()
+        class_of: dict[int, str] = {}
+        for ctrl in self._classes:
+            try:
+                class_of.update(dict.fromkeys(self._groups.class_threads(ctrl), ctrl))
+            except ResctrlWriteError as err:
+                self._counters["class_read_errors"] += 1
+                log.debug("cannot read the threads of class %s: %s", ctrl, err)
+        self._class_of = class_of
 
     def _flush_sync(self, now: float, limit: int | None = None) -> int:
         """Place the threads of containers that arrived; of at most about ``limit``
@@ -360,19 +395,23 @@ class Reconciler(Core):
             done += max(1, len(cids))
         return done
 
-    def _sync_pod(self, pod: Pod, containers: list[Container], now: float) -> None:
-        if containers:
-            self._book.dirty.add(pod.uid)
-            self._placer.sync(pod, containers, now)
+    def _sync_pod(self, pod: Pod, containers: list[Container], now: float) -> set[str] | None:
+        """Place the containers' threads; the classes holding them (None: unknown)."""
+        if not containers:
+            return set()
+        self._book.dirty.add(pod.uid)
+        return self._placer.sync(pod, containers, now, self._class_of)
 
     def _state(self, pod: Pod) -> GroupState:
         running = pod.running()
+        paths = [self._groups.path(name) for name in pod.group_names()]
         return GroupState(
             pod.uid,
-            self._groups.path(pod.name) if pod.has_group else None,
+            paths[0] if pod.has_group else None,
             len(running),
             sum(c.reconciled for c in running),
             mbm_epoch=pod.mbm_epoch,
+            class_paths=tuple(paths[1:]) if pod.has_group else (),
         )
 
     def _changes(self) -> list[GroupMessage]:

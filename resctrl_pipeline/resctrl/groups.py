@@ -29,7 +29,7 @@ from resctrl_pipeline.resctrl.errnos import (
     raise_classified,
 )
 from resctrl_pipeline.resctrl.info import parse_assign_mode, parse_domain_counts
-from resctrl_pipeline.resctrl.ops import OsResctrlOps, ResctrlOps
+from resctrl_pipeline.resctrl.ops import OsResctrlOps, ResctrlOps, split_name
 
 __all__ = ["ResctrlGroups", "place_init_pid"]
 
@@ -50,8 +50,33 @@ class ResctrlGroups:
         return self.ops.root
 
     def path(self, name: str) -> str:
-        """Absolute path of group ``name`` (what GroupState and Parquet carry)."""
-        return f"{self.ops.root.rstrip('/')}/mon_groups/{name}"
+        """Absolute path of group ``name`` (what GroupState and Parquet carry).
+
+        ``name`` is ``<name>`` or ``<ctrl>/<name>`` (see :func:`split_name`).
+        """
+        ctrl, leaf = split_name(name)
+        base = self.ops.root.rstrip("/")
+        return f"{base}/{ctrl}/mon_groups/{leaf}" if ctrl else f"{base}/mon_groups/{leaf}"
+
+    def classes(self) -> list[str]:
+        """CTRL_MON groups besides the root ("classes"); [] when unreadable."""
+        try:
+            return [c for c in self.ops.list_classes() if _plain_name(c)]
+        except OSError:
+            return []
+
+    def class_threads(self, ctrl: str) -> set[int]:
+        """Thread ids with CTRL_MON group ``ctrl``'s CLOSID (its ``tasks``).
+
+        Raises:
+            GroupVanished: ENOENT (the class was removed). ResctrlWriteError: otherwise.
+        """
+        try:
+            return _tids(self.ops.read_class_tasks(ctrl))
+        except FileNotFoundError as err:
+            raise GroupVanished("control group vanished", f"{self.root}/{ctrl}", err.errno) from err
+        except OSError as err:
+            raise_classified(err, "cannot read tasks", f"{self.root}/{ctrl}")
 
     def create(self, name: str) -> bool:
         """Create group ``name`` unless it exists.
@@ -74,6 +99,8 @@ class ResctrlGroups:
                 raise NoFreeRmid("no free RMID", self.path(name), err.errno) from err
             if err.errno == errno.EBUSY:
                 raise RmidsInLimbo("free RMIDs still in limbo", self.path(name), err.errno) from err
+            if "/" in name and err.errno == errno.ENOENT:  # the class went away
+                raise GroupVanished("control group vanished", self.path(name), err.errno) from err
             self._raise_for(err, "cannot create monitoring group", name, root_missing=True)
         return True
 
@@ -95,15 +122,23 @@ class ResctrlGroups:
             self._raise_for(err, "cannot remove monitoring group", name)
         return True
 
-    def list_groups(self) -> list[str]:
-        """Names of every monitoring group below ``mon_groups/`` (any prefix).
+    def list_groups(self, ctrl: str = "") -> list[str]:
+        """Names of every monitoring group below ``mon_groups/`` (any prefix), of the
+        root or of CTRL_MON group ``ctrl`` (bare names, without ``<ctrl>/``).
 
         Raises:
-            ResctrlUnavailable: ``mon_groups`` does not exist.
+            ResctrlUnavailable: the root's ``mon_groups`` does not exist.
+            GroupVanished: the class's does not (the class was removed).
             PermissionProblem: EACCES/EPERM. ResctrlWriteError: any other errno.
         """
         try:
-            return self.ops.list_groups()
+            return self.ops.list_groups(ctrl)
+        except FileNotFoundError as err:
+            if ctrl:
+                raise GroupVanished(
+                    "control group vanished", f"{self.root}/{ctrl}", errno.ENOENT
+                ) from err
+            self._raise_for(err, "cannot list monitoring groups", "", root_missing=True)
         except OSError as err:
             self._raise_for(err, "cannot list monitoring groups", "", root_missing=True)
 
@@ -123,12 +158,7 @@ class ResctrlGroups:
             if err.errno in GONE_ERRNOS:
                 raise self._vanished(name, err) from err
             self._raise_for(err, "cannot read tasks", name)
-        words = text.split()
-        # On ASCII text str.isdigit means 0-9 only; the per-word check guards the rest.
-        digits = filter(str.isdigit, words) if text.isascii() else _ascii_digits(words)
-        tids = set(map(int, digits))
-        tids.discard(0)
-        return tids
+        return _tids(text)
 
     def add_task(self, name: str, tid: int) -> bool:
         """Move thread ``tid`` into group ``name`` with one write.
@@ -166,15 +196,20 @@ class ResctrlGroups:
             return ""
 
     def num_rmids(self) -> int | None:
-        """RMID capacity from ``info/L3_MON/num_rmids`` (root group included).
+        """RMID capacity (root group included): ``info/L3_MON/num_rmids``, or the
+        smaller of that and ``info/PERF_PKG_MON/num_rmids`` where telemetry (AET) has
+        its own pool (every group takes one of each).
 
         Returns:
             The number, or None when the file is missing or unreadable.
         """
-        try:
-            return int(self.ops.read_info("L3_MON/num_rmids").strip())
-        except (OSError, ValueError):
-            return None
+        pools = []
+        for relpath in ("L3_MON/num_rmids", "PERF_PKG_MON/num_rmids"):
+            try:
+                pools.append(int(self.ops.read_info(relpath).strip()))
+            except (OSError, ValueError):
+                continue
+        return min(pools) if pools else None
 
     def counter_budget(self) -> CounterBudget:
         """The node's MBM counter mode and budget (never raises: unreadable = absent)."""
@@ -252,6 +287,24 @@ class ResctrlGroups:
 
 def _ascii_digits(words: list[str]) -> list[str]:
     return [w for w in words if w.isascii() and w.isdigit()]
+
+
+def _tids(text: str) -> set[int]:
+    """Thread ids in a ``tasks`` text; lines that are not positive integers skipped."""
+    words = text.split()
+    # On ASCII text str.isdigit means 0-9 only; the per-word check guards the rest.
+    digits = filter(str.isdigit, words) if text.isascii() else _ascii_digits(words)
+    tids = set(map(int, digits))
+    tids.discard(0)
+    return tids
+
+
+def _plain_name(name: str) -> bool:
+    """A class name we can address (see :func:`split_name`): one plain component."""
+    try:
+        return split_name(name)[0] == ""
+    except ValueError:
+        return False
 
 
 def place_init_pid(

@@ -54,6 +54,7 @@ __all__ = [
     "parse_telemetry",
     "read_group",
     "resolve",
+    "sum_readings",
 ]
 
 log = logging.getLogger(__name__)
@@ -371,6 +372,52 @@ def _reading(
         state, total_v, local_v = _combine(total, local), total[0], local[0]
     domains = _domains(files, v.llc, v.total, v.local) if per_domain else None
     return GroupReading(llc, total_v, local_v, state, tele, domains)
+
+
+def sum_readings(
+    parts: Sequence[GroupReading],
+    totals: Sequence[int | None],
+    locals_: Sequence[int | None],
+) -> GroupReading:
+    """One reading for a pod with a group in several classes: the sum of ``parts``.
+
+    ``totals``/``locals_`` are the parts' MBM values (possibly carried across resets);
+    a sum is None when any part's is (never a partial sum); the state is the worst;
+    telemetry sums what is known; domains add up by domain id.
+    """
+    states = [r.mbm_state for r in parts if r.mbm_state is not None]
+    known = [s for s in states if s in _STATE_RANK]
+    state = max(known, key=_STATE_RANK.__getitem__) if known else (states[0] if states else None)
+    tele: list[float | None] = []
+    for values in zip(*(r.telemetry for r in parts), strict=False):
+        present = [v for v in values if v is not None]
+        tele.append(sum(present) if present else None)
+    domains = None
+    if all(r.domains is not None for r in parts):
+        domains = _merge_domains([r.domains or [] for r in parts])
+    return GroupReading(
+        sum(r.llc_occupancy for r in parts),
+        None if any(t is None for t in totals) else sum(t or 0 for t in totals),
+        None if any(v is None for v in locals_) else sum(v or 0 for v in locals_),
+        state,
+        tuple(tele),
+        domains,
+    )
+
+
+def _merge_domains(lists: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per-domain breakdowns of several groups added up by domain id (None-aware)."""
+    merged: dict[int, dict[str, Any]] = {}
+    for rows in lists:
+        for d in rows:
+            row = merged.get(d["domain"])
+            if row is None:
+                merged[d["domain"]] = dict(d)
+                continue
+            row["llc_occupancy_bytes"] += d["llc_occupancy_bytes"]
+            for key in ("mbm_total_bytes", "mbm_local_bytes"):
+                row[key] = None if row[key] is None or d[key] is None else row[key] + d[key]
+    return [merged[k] for k in sorted(merged)]
 
 
 def read_group(

@@ -23,12 +23,12 @@ class PlainDirResctrlOps(OsResctrlOps):
 
     def mkdir(self, name: str) -> None:
         super().mkdir(name)
-        with open(os.path.join(self._mon, name, "tasks"), "x", encoding="ascii"):
+        with open(os.path.join(self._dir(name), "tasks"), "x", encoding="ascii"):
             pass
 
     def rmdir(self, name: str) -> None:
         self._forget_tasks_fd(name)
-        shutil.rmtree(os.path.join(self._mon, name))
+        shutil.rmtree(self._dir(name))
 
     @staticmethod
     def _tid_bytes(tid: int) -> bytes:
