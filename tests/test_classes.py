@@ -154,7 +154,7 @@ def test_orphans_in_class_mon_groups_are_removed_and_live_ones_adopted(node: Nod
     web = node.start_container(UID, "web", [101])
     core.handle(LifecycleSnapshot((pod_up(),), (web,)), 0.0)
     assert core.statistics().counters["groups_adopted"] >= 1
-    core.on_retry_timer(10.0)
+    core.on_retry_timer(20.0)  # the orphan grace: twice the retry interval
     assert set(node.ops.groups) == {NAME, f"gold/{NAME}", "gold/not-ours"}
     assert node.ops.groups[f"gold/{NAME}"] == {101}
     assert node.ops.classes == {"gold", "silver"}
