@@ -22,6 +22,7 @@ def build(cfg: Config) -> Core:
         reader=PreadReader(telemetry=telemetry, per_domain=cfg.per_domain),
         telemetry=telemetry,
         per_domain=cfg.per_domain,
+        label_keys=cfg.pod_labels,
         sampling_interval=cfg.sampling_interval,
         health_interval=cfg.health_interval,
         probe=functools.partial(probe, cfg.resctrl_root),

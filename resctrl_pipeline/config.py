@@ -25,6 +25,7 @@ from typing import Any
 import tomli_w
 
 from resctrl_pipeline.errors import ConfigError
+from resctrl_pipeline.schema import label_column
 
 __all__ = [
     "KEYS",
@@ -142,6 +143,35 @@ def _bool(text: object) -> bool:
     if value not in _TRUE + _FALSE:
         raise ValueError("expected true or false")
     return value in _TRUE
+
+
+_LABEL_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
+
+
+def _label_keys(value: object) -> tuple[str, ...]:
+    """Kubernetes label keys (a list, or one comma-separated string), at most 32, whose
+    column names (``schema.label_column``) differ."""
+    if isinstance(value, str):
+        items: list[object] = [k.strip() for k in value.split(",") if k.strip()]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ValueError("expected a list of label keys")
+    if len(items) > 32:
+        raise ValueError("at most 32 label keys")
+    keys: list[str] = []
+    columns: dict[str, str] = {}
+    for item in items:
+        if not isinstance(item, str) or not _LABEL_KEY.fullmatch(item):
+            raise ValueError(f"{item!r} is not a Kubernetes label key")
+        column = label_column(item)
+        if column in columns:
+            raise ValueError(f"{item!r} and {columns[column]!r} give the same column {column}")
+        columns[column] = item
+        keys.append(item)
+    return tuple(keys)
 
 
 def _http_addr(text: object) -> str:
@@ -270,6 +300,10 @@ KEYS: tuple[Key, ...] = (
     Key("output.compression", "zstd", _choice(_COMPRESSIONS), "Parquet compression codec."),
     Key("output.per_domain", False, _bool,
         "Add the column 'domains': per row, each L3 domain's occupancy and bandwidth."),
+    Key("output.pod_labels", [], _label_keys,
+        "Pod label keys that become columns (label_<key, [^A-Za-z0-9] as _>), e.g. "
+        "[\"app.kubernetes.io/name\"]; a comma-separated list in the env or a flag.",
+        "RESCTRL_POD_LABELS", "--pod-labels"),
     Key("output.spool_dir", "/var/lib/resctrl-pipeline/spool", _path,
         "With s3:// output: where files are written and finalised, and kept until "
         "uploaded (put it on a disk that survives restarts). Unused otherwise."),
@@ -341,6 +375,7 @@ class Config:
     flush_interval: float
     compression: str
     per_domain: bool
+    pod_labels: tuple[str, ...]
     spool_dir: str
     spool_max_bytes: int
     partitioning: str
@@ -376,6 +411,7 @@ _FIELD_OF = {
     "output.flush_interval": "flush_interval",
     "output.compression": "compression",
     "output.per_domain": "per_domain",
+    "output.pod_labels": "pod_labels",
     "output.spool_dir": "spool_dir",
     "output.spool_max_bytes": "spool_max_bytes",
     "output.partitioning": "partitioning",

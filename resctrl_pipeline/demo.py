@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DemoError", "DemoOptions", "missing_prerequisites", "run_demo"]
 
+#: The label every demo pod carries (its kind), written as the column
+#: ``label_app_kubernetes_io_name``.
+APP_LABEL = "app.kubernetes.io/name"
+
 #: Workload kinds, cycled through for ``--pods N``.
 KINDS = ("busy", "idle", "threads", "churn")
 
@@ -209,6 +213,8 @@ def _run(opts: DemoOptions, node: EmulatedNode, output: str) -> None:
     ]  # fmt: skip
     echo(f"emulated node ({node.hardware}): resctrl (FUSE) at {node.resctrl_root}, "
          f"NRI runtime at {node.runtime.socket_path}")  # fmt: skip
+    for pod in pods:  # rows can be grouped by application (output.pod_labels)
+        pod.labels[APP_LABEL] = pod.kind
     in_classes = [f"{p.name} in {p.rdt_class}" for p in pods if p.rdt_class]
     if in_classes:
         echo(f"RDT classes: {', '.join(in_classes)}")
@@ -224,6 +230,8 @@ def _run(opts: DemoOptions, node: EmulatedNode, output: str) -> None:
         "demo-node",
         "--log-level",
         "warning",
+        "--pod-labels",
+        APP_LABEL,
         config_toml='[output]\nflush_interval = "2s"\n[health]\ninterval = "10s"\n',
         # A process group of its own: Ctrl-C in the terminal must not reach `up` (during
         # its start-up it would die with a traceback); the demo stops it with SIGTERM.

@@ -113,11 +113,13 @@ class LifecycleSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class PodLabels:
-    """Namespace and name of a pod, for the sampler's output rows."""
+    """Namespace, name and labels of a pod, for the sampler's output rows (the labels
+    that ``output.pod_labels`` names become columns)."""
 
     uid: str
     namespace: str
     name: str
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

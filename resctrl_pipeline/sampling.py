@@ -71,6 +71,8 @@ class Sampler(Core):
             each becomes a float64 column (:data:`schema.TELEMETRY_COLUMNS`); events
             without a known column are ignored.
         per_domain: emit the ``domains`` column (``output.per_domain``).
+        label_keys: pod label keys whose values become columns
+            (``output.pod_labels``; :func:`schema.label_column` names them).
     """
 
     name = "sampler"
@@ -87,6 +89,7 @@ class Sampler(Core):
         pod_summary_interval: float | None = None,
         telemetry: Sequence[str] = (),
         per_domain: bool = False,
+        label_keys: Sequence[str] = (),
     ) -> None:
         self.reader = reader
         self.sampling_interval = sampling_interval
@@ -96,6 +99,9 @@ class Sampler(Core):
         self._wall_ns = wall_ns
         self.pods: dict[str, GroupState] = {}
         self.labels: dict[str, tuple[str, str]] = {}
+        self._label_keys = tuple(label_keys)
+        #: Per pod uid, the value of each of ``label_keys`` (None: the pod lacks it).
+        self.label_values: dict[str, tuple[str | None, ...]] = {}
         self._plan: list[_PlanEntry] | None = None
         self._seen_groups = False
         self._seen_metadata = False
@@ -124,6 +130,7 @@ class Sampler(Core):
         optional += [name for _, name in self._telemetry]
         if per_domain:
             optional.append(schema.DOMAINS_COLUMN)
+        optional += [schema.label_column(k) for k in self._label_keys]
         self._optional = schema.optional_names(optional)
 
     # --- readiness ----------------------------------------------------------------------
@@ -194,10 +201,18 @@ class Sampler(Core):
         self._plan = None
         if isinstance(msg, PodLabels):
             self.labels[msg.uid] = (msg.namespace, msg.name)
+            if self._label_keys:
+                self.label_values[msg.uid] = self._values_of(msg)
         elif isinstance(msg, PodLabelsGone):
             self.labels.pop(msg.uid, None)
+            self.label_values.pop(msg.uid, None)
         else:
             self.labels = {p.uid: (p.namespace, p.name) for p in msg.pods}
+            if self._label_keys:
+                self.label_values = {p.uid: self._values_of(p) for p in msg.pods}
+
+    def _values_of(self, msg: PodLabels) -> tuple[str | None, ...]:
+        return tuple(msg.labels.get(k) for k in self._label_keys)
 
     def _build_plan(self) -> list[_PlanEntry]:
         """One :data:`_PlanEntry` per pod with a group."""
@@ -268,6 +283,11 @@ class Sampler(Core):
                 cols[name] = [t[index] if len(t) > index else None for t in telemetry]
         if self.per_domain:
             cols[schema.DOMAINS_COLUMN] = domains
+        if self._label_keys:
+            missing = (None,) * len(self._label_keys)
+            values = [self.label_values.get(uid, missing) for uid in uids]
+            for i, key in enumerate(self._label_keys):
+                cols[schema.label_column(key)] = [v[i] for v in values]
         self.samples += rows
         self.batches += 1
         self.last_sample_wall_ns = start

@@ -9,6 +9,7 @@ without importing pyarrow, so that only the writer pays for pyarrow;
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DOMAINS_COLUMN",
     "FIXED_COLUMNS",
+    "LABEL_PREFIX",
     "MBM_COLUMNS",
     "MBM_STATES",
     "NODE_COLUMN",
@@ -26,6 +28,8 @@ __all__ = [
     "TELEMETRY_COLUMNS",
     "arrow_schema",
     "column_names",
+    "is_label_column",
+    "label_column",
     "optional_names",
 ]
 
@@ -88,16 +92,35 @@ OPTIONAL_COLUMNS: tuple[tuple[str, str, bool], ...] = (
 
 _MBM_NAMES = tuple(name for name, _, _ in MBM_COLUMNS)
 
+#: Pod label columns (``output.pod_labels``): ``label_`` + the label key with every
+#: character outside ``[A-Za-z0-9]`` as ``_`` (``app.kubernetes.io/name`` →
+#: ``label_app_kubernetes_io_name``); string, null where the pod lacks the label.
+#: They come after every other column, sorted by name.
+LABEL_PREFIX = "label_"
+_LABEL_COLUMN = re.compile(r"label_[A-Za-z0-9_]{1,317}")
+
+
+def label_column(key: str) -> str:
+    """The column name of pod label ``key``."""
+    return LABEL_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", key)
+
+
+def is_label_column(name: str) -> bool:
+    """Whether ``name`` is a pod label column (see :data:`LABEL_PREFIX`)."""
+    return bool(_LABEL_COLUMN.fullmatch(name))
+
 
 def optional_names(columns: Iterable[str]) -> tuple[str, ...]:
     """The optional column names among ``columns``, in file order."""
     wanted = set(columns)
-    return tuple(name for name, _, _ in OPTIONAL_COLUMNS if name in wanted)
+    known = tuple(name for name, _, _ in OPTIONAL_COLUMNS if name in wanted)
+    return known + tuple(sorted(n for n in wanted if is_label_column(n)))
 
 
 def _selected(with_mbm: bool | Collection[str]) -> tuple[tuple[str, str, bool], ...]:
     names = set(_MBM_NAMES if with_mbm else ()) if isinstance(with_mbm, bool) else set(with_mbm)
-    return FIXED_COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if c[0] in names)
+    labels = tuple((n, "string", True) for n in sorted(names) if is_label_column(n))
+    return FIXED_COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if c[0] in names) + labels
 
 
 def column_names(with_mbm: bool | Collection[str] = True) -> tuple[str, ...]:

@@ -80,6 +80,7 @@ class Pod:
     up: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     rdt_class: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def cgroup_parent(self) -> str:
@@ -152,7 +153,7 @@ class EmulatedNode:
         rdt = pod.rdt_class
         annotations = {"rdt.resources.beta.kubernetes.io/pod": rdt} if rdt else None
         self.runtime.add_pod(pod.uid, pod.namespace, pod.name, pod.cgroup_parent,
-                             annotations=annotations)  # fmt: skip
+                             labels=pod.labels or None, annotations=annotations)  # fmt: skip
         pod.proc = subprocess.Popen([*_NO_SIGINT, sys.executable, "-c", WORKLOADS[pod.kind],
                                      *pod.args], stdin=subprocess.DEVNULL)  # fmt: skip
         pod.container_id = uuid.uuid4().hex + uuid.uuid4().hex

@@ -46,7 +46,8 @@ def pod_up(pod: nri_pb2.PodSandbox) -> PodUp:
 
 def pod_labels(pod: PodUp) -> PodLabels:
     """The metadata message for a pod already translated to :class:`PodUp`."""
-    return PodLabels(uid=pod.uid, namespace=pod.namespace, name=pod.name)
+    return PodLabels(uid=pod.uid, namespace=pod.namespace, name=pod.name,
+                     labels=dict(pod.labels))  # fmt: skip
 
 
 def container_is_live(container: nri_pb2.Container) -> bool:

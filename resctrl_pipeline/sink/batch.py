@@ -19,6 +19,7 @@ from resctrl_pipeline.schema import (
     SCHEMA_VERSION,
     arrow_schema,
     column_names,
+    is_label_column,
     optional_names,
 )
 from resctrl_pipeline.sink.errors import BatchRejected
@@ -75,7 +76,7 @@ def optional_in(columns: Mapping[str, object]) -> tuple[str, ...]:
 
 def unknown_columns(columns: Mapping[str, object]) -> frozenset[str]:
     """Columns the schema does not know; they are ignored so the format can grow."""
-    return frozenset(columns) - _KNOWN
+    return frozenset(c for c in columns if c not in _KNOWN and not is_label_column(c))
 
 
 def to_record_batch(columns: Mapping[str, Sequence[Any]], schema: pa.Schema) -> pa.RecordBatch:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.prerequisites import requires
@@ -114,3 +115,8 @@ def test_two_demos_with_default_settings_each_get_their_own_output(
     assert dirs[0][1] != dirs[1][1]
     for d in dirs:
         assert d and d[1].startswith(os.path.join(str(tmp_path), "demo-output") + os.sep)
+    # Every row says its node, and the demo's pods carry their kind as an app label.
+    assert dirs[0]
+    table = pq.read_table(dirs[0][1])
+    assert set(table.column("node").to_pylist()) == {"demo-node"}
+    assert set(table.column("label_app_kubernetes_io_name").to_pylist()) == {"busy"}
