@@ -4,7 +4,7 @@ Usage::
 
     scripts/bench.py all [--quick] [--write-docs]
     scripts/bench.py sampler [--groups 100,1000,10000] [--domains 2,8] [--write-docs]
-    scripts/bench.py {throughput,writer,reconcile,nri,placement,steady,highrate} [...]
+    scripts/bench.py {throughput,writer,reconcile,nri,placement,steady,podmetrics,highrate} [...]
 
 ``--quick`` shrinks every benchmark to a smoke run (CI: it only checks that the suite
 still works; nothing is judged). ``--write-docs`` replaces the blocks of the
@@ -27,6 +27,7 @@ from bench import (
     native,
     nri_latency,
     placement,
+    podmetrics,
     reconcile,
     sampler,
     steady,
@@ -40,7 +41,10 @@ __all__ = ["BENCHMARKS", "main"]
 
 BENCHMARKS: dict[str, ModuleType] = {
     m.NAME: m
-    for m in (sampler, throughput, writer, reconcile, nri_latency, placement, steady, highrate)
+    for m in (
+        sampler, throughput, writer, reconcile, nri_latency, placement, steady, podmetrics,
+        highrate,
+    )
 }
 """Every benchmark by subcommand, in the order ``all`` runs them and the docs list them."""
 

@@ -100,6 +100,17 @@ def cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of ``pid`` including threads that already exited.
+
+    From ``/proc/<pid>/stat`` (clock ticks, 10 ms): coarser than :func:`cpu_seconds`,
+    but it counts the short-lived thread the HTTP server starts for each request (a
+    scrape), which ``schedstat`` of the live threads misses.
+    """
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
 def runqueue_wait(pid: int) -> float:
     """Seconds the main thread of ``pid`` has spent runnable but waiting for a CPU
     (``schedstat``'s second field): how much the scheduler, not the code, delayed it."""
@@ -194,6 +205,14 @@ class Pipeline:
                 return doc
         except (OSError, urllib.error.URLError, ValueError):
             return None
+
+    def scrape(self, path: str) -> tuple[int, float]:
+        """GET ``path`` once: (body bytes, seconds until the whole body arrived)."""
+        port = self.pids()["http_port"]
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+            size = len(r.read())
+        return size, time.perf_counter() - t0
 
     def counter(self, actor: str, name: str, kind: str = "counters") -> float | None:
         """One counter (or gauge, with ``kind="gauges"``) of an actor from /status."""

@@ -21,9 +21,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 
 from bench.common import Context, Pipeline, cpu_seconds, memory_mb, section, wait_for
-from bench.report import Section, Table, Target, fit_slope
+from bench.report import Section, Table, Target, fit_slope, median
 
 __all__ = ["NAME", "TITLE", "add_arguments", "run", "skip_reason"]
 
@@ -52,8 +53,22 @@ Measure = dict[str, tuple[float, float, float, float]]  # process → (cpu %, rs
 Counters = dict[str, float]
 
 
-def measure(ctx: Context, pods: int, seconds: float, tmpfs: bool) -> tuple[Measure, Counters]:
-    """Per-process CPU % and memory at ``pods`` pods; also a few pipeline counters."""
+def measure(
+    ctx: Context,
+    pods: int,
+    seconds: float,
+    tmpfs: bool,
+    env: dict[str, str] | None = None,
+    scrape_every: float = 0.0,
+    cpu: Callable[[int], float] = cpu_seconds,
+) -> tuple[Measure, Counters]:
+    """Per-process CPU % and memory at ``pods`` pods; also a few pipeline counters.
+
+    ``env`` goes to ``up`` (e.g. ``RESCTRL_POD_METRICS``); with ``scrape_every`` > 0,
+    ``/metrics`` is fetched that often during the window, as a Prometheus would, and
+    the counters get the scrape's size and time (median). ``cpu`` reads a process's
+    CPU seconds.
+    """
     from bench.emunode import BenchNode
 
     assert ctx.natives is not None
@@ -72,6 +87,7 @@ def measure(ctx: Context, pods: int, seconds: float, tmpfs: bool) -> tuple[Measu
                 "--log-level",
                 "warning",
             ],
+            env=env,
             log_path=os.path.join(work, "up.log"),
         )
         node.wait_plugin()
@@ -93,11 +109,17 @@ def measure(ctx: Context, pods: int, seconds: float, tmpfs: bool) -> tuple[Measu
         time.sleep(1.0 if ctx.quick else 5.0)  # a few ticks of steady state before the window
         pids = {"supervisor": up.proc.pid, **up.actor_pids(list(PROCESSES[1:]))}
         samples0 = up.counter("sampler", "samples") or 0.0
-        before = {n: cpu_seconds(p) for n, p in pids.items()}
+        before = {n: cpu(p) for n, p in pids.items()}
         t0 = time.monotonic()
-        time.sleep(seconds)  # the measurement window itself
+        scrapes: list[tuple[int, float]] = []
+        if scrape_every > 0:
+            while time.monotonic() - t0 < seconds:
+                scrapes.append(up.scrape("/metrics"))
+                time.sleep(max(0.0, min(scrape_every, seconds - (time.monotonic() - t0))))
+        else:
+            time.sleep(seconds)  # the measurement window itself
         elapsed = time.monotonic() - t0
-        after = {n: cpu_seconds(p) for n, p in pids.items()}
+        after = {n: cpu(p) for n, p in pids.items()}
         result: Measure = {}
         for name, pid in pids.items():
             cpu = 100 * (after[name] - before[name]) / elapsed
@@ -111,6 +133,10 @@ def measure(ctx: Context, pods: int, seconds: float, tmpfs: bool) -> tuple[Measu
                 sum(a.get("restarts", 0) for a in (up.status() or {}).get("actors", {}).values())
             ),
         }
+        if scrapes:
+            counters["scrape bytes"] = float(median([b for b, _ in scrapes]))
+            counters["scrape ms"] = median([1000 * t for _, t in scrapes])
+            counters["scrapes"] = float(len(scrapes))
         return result, counters
     finally:
         if up is not None:
