@@ -31,10 +31,13 @@ import signal
 from collections.abc import Mapping
 from types import FrameType
 
-__all__ = ["ENV", "orphaned", "set_parent_death_signal", "supervisor_pid", "tie"]
+__all__ = ["ENV", "STOP_SIGNALS", "orphaned", "set_parent_death_signal", "supervisor_pid", "tie"]
 
 #: Environment variable through which ``up`` tells an actor its pid.
 ENV = "RESCTRL_PIPELINE_SUPERVISOR"
+#: The signals a terminal or an init system sends to stop a whole process group. ``up``
+#: starts each actor with them blocked; :func:`tie` unblocks them once handled.
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 _PR_SET_PDEATHSIG = 1
 
@@ -65,7 +68,8 @@ def tie(environ: Mapping[str, str] | None = None) -> int | None:
 
     Does nothing without :data:`ENV` (an actor run by hand). Until the actor's loop
     installs its own handlers, SIGINT/SIGTERM end the process only when the supervisor
-    is gone, and are ignored otherwise.
+    is gone, and are ignored otherwise; ``up`` spawns the actor with them blocked, so
+    one that arrived before this point is handled here too.
 
     Returns:
         The supervisor's pid, or None when run by hand. Exits (status 1) when the
@@ -83,6 +87,7 @@ def tie(environ: Mapping[str, str] | None = None) -> int | None:
         if orphaned(pid):
             raise SystemExit(0)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, early)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # pending ones arrive now
     return pid

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 
-from resctrl_pipeline.tether import ENV
+from resctrl_pipeline.tether import ENV, STOP_SIGNALS
 
 __all__ = ["ActorProcess", "actor_module", "available_actors"]
 
@@ -63,7 +64,15 @@ class ActorProcess:
             cmd += ["--error-file", self.error_path]
         env = dict(os.environ if self.env is None else self.env)
         env[ENV] = str(os.getpid())
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, env=env)
+        # Blocked across the spawn (the child inherits the mask): a group signal that
+        # reaches the new process before it installed its handlers then waits for them
+        # (the actor unblocks it in ``tether.tie``) instead of killing it. Here, a
+        # signal arriving meanwhile is only delayed until the mask is restored.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, env=env)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
         return self.proc.pid
 
     def poll(self) -> int | None:

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from resctrl_pipeline.config import dump_handoff, load
+from resctrl_pipeline.supervise.spawner import ActorProcess
 from resctrl_pipeline.tether import ENV
 from tests.support import poll_until
 
@@ -74,3 +75,22 @@ def test_actor_stops_when_its_supervisor_is_killed(short_tmp: str) -> None:
         os.close(r)
         os.close(w)
         parent.kill()
+
+
+def test_group_signal_during_an_actors_start_up_is_left_to_up(short_tmp: str) -> None:
+    """A Ctrl-C that reaches an actor while Python is still starting (right after a
+    restart) neither kills it nor stops it: ``up`` spawns it with the stop signals
+    blocked until its handlers are in place."""
+    config = _handoff(short_tmp)
+    proc = ActorProcess("writer", config)
+    pid = proc.start()
+    os.kill(pid, signal.SIGINT)  # long before the interpreter is up
+    os.kill(pid, signal.SIGTERM)
+    run = os.path.join(short_tmp, "run")
+    try:
+        poll_until(lambda: os.listdir(run), 60, interval=0.05, what="the writer's socket")
+        assert proc.running()
+        proc.close_control()  # how up asks for the stop
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
