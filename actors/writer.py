@@ -12,19 +12,21 @@ from resctrl_pipeline.errors import ConfigError
 from resctrl_pipeline.resctrl.cache import l3_sizes
 from resctrl_pipeline.sink import ParquetSink
 from resctrl_pipeline.storage import (
+    MULTIPART_PART_BYTES,
     KeyScheme,
     S3Location,
+    S3Settings,
     S3Store,
     Spool,
     Uploader,
-    credentials_from_environ,
     region_from,
 )
 from resctrl_pipeline.writer import WriterCore, timer_period
 
-# Files are uploaded with one PUT, which S3 limits to 5 GiB; a file can exceed
-# output.max_file_bytes by one flush (at most 32 MiB of rows) plus its footer.
-_MAX_S3_FILE_BYTES = 4 * 1024**3
+# Large files go up in parts of MULTIPART_PART_BYTES, and S3 takes at most 10,000
+# parts per object; a file can exceed output.max_file_bytes by one flush (at most
+# 32 MiB of rows) plus its footer, hence the margin.
+_MAX_S3_FILE_BYTES = 9_000 * MULTIPART_PART_BYTES
 
 
 def build(cfg: Config, environ: Mapping[str, str] | None = None) -> Core:
@@ -36,13 +38,15 @@ def build(cfg: Config, environ: Mapping[str, str] | None = None) -> Core:
 
     Args:
         cfg: the configuration.
-        environ: where S3 credentials and ``AWS_DEFAULT_REGION`` are read (default
-            ``os.environ``, which the supervisor passes on to its actors).
+        environ: where ``AWS_DEFAULT_REGION`` is read (default ``os.environ``, which
+            the supervisor passes on to its actors). Credentials are found by the AWS
+            SDK in the process environment and the usual files, see
+            :func:`resctrl_pipeline.storage.filesystem`.
 
     Raises:
         ConfigError: an ``output.*`` value is out of range, ``output.partitioning``
-            is set for a local directory, S3 credentials are missing, or files could
-            outgrow what one S3 upload takes.
+            is set for a local directory, an ``output.s3_*`` value is unusable, or files
+            could outgrow what one S3 object takes.
     """
     env = os.environ if environ is None else environ
     uploader = None
@@ -51,16 +55,21 @@ def build(cfg: Config, environ: Mapping[str, str] | None = None) -> Core:
         if cfg.max_file_bytes > _MAX_S3_FILE_BYTES:
             raise ConfigError(
                 "output.max_file_bytes", cfg.max_file_bytes,
-                "at most 4GiB with s3:// output (one upload takes at most 5 GiB, and a file "
-                "may exceed the limit by a row group)",
+                f"at most {_MAX_S3_FILE_BYTES >> 30}GiB with s3:// output (S3 takes at most "
+                "10,000 parts of 10MiB per object, and a file may exceed the limit by a "
+                "row group)",
             )  # fmt: skip
         location = S3Location.parse(cfg.output_dir)
         store = S3Store(
             location,
-            endpoint=cfg.s3_endpoint,
-            region=region_from(cfg.s3_region, env),
-            path_style=cfg.s3_path_style,
-            credentials=credentials_from_environ(env),
+            S3Settings(
+                endpoint=cfg.s3_endpoint,
+                region=region_from(cfg.s3_region, env),
+                path_style=cfg.s3_path_style,
+                ca_bundle=cfg.s3_ca_bundle,
+                proxy=cfg.s3_proxy,
+                max_attempts=cfg.s3_max_attempts,
+            ),
         )
         uploader = Uploader(
             Spool(cfg.spool_dir, cfg.output_prefix, cfg.node_name),

@@ -320,8 +320,16 @@ KEYS: tuple[Key, ...] = (
         "Region for request signing; empty = AWS_DEFAULT_REGION from the environment, "
         "else us-east-1.", "AWS_REGION"),
     Key("output.s3_path_style", False, _bool,
-        "Address objects as <endpoint>/<bucket>/<key> instead of <bucket>.<endpoint>/<key> "
-        "(most self-hosted stores need true)."),
+        "With s3_endpoint: address objects as <endpoint>/<bucket>/<key> instead of "
+        "<bucket>.<endpoint>/<key> (most self-hosted stores need true)."),
+    Key("output.s3_ca_bundle", "", _text(r"(/[^\n]*)?", "an absolute path or empty"),
+        "PEM file with the CAs to trust for the S3 endpoint (private CA); empty = the "
+        "system's.", "AWS_CA_BUNDLE"),
+    Key("output.s3_proxy", "", _text(r"(https?://[^\s/]+)?/?", "http(s)://[user:pass@]host:port"),
+        "HTTP(S) proxy for S3 requests; empty = none."),
+    Key("output.s3_max_attempts", 3, _positive_int(20),
+        "Attempts per S3 request (the AWS SDK's standard retry strategy) before an upload "
+        "fails and waits for the spool's back-off."),
     Key("http.addr", "127.0.0.1:8080", _http_addr,
         "Address of the HTTP endpoints /live /ready /metrics /status /pods.", None,
         "--http-addr"),
@@ -382,6 +390,9 @@ class Config:
     s3_endpoint: str
     s3_region: str
     s3_path_style: bool
+    s3_ca_bundle: str
+    s3_proxy: str
+    s3_max_attempts: int
     http_addr: str
     pod_metrics: bool
     liveness_timeout: float
@@ -418,6 +429,9 @@ _FIELD_OF = {
     "output.s3_endpoint": "s3_endpoint",
     "output.s3_region": "s3_region",
     "output.s3_path_style": "s3_path_style",
+    "output.s3_ca_bundle": "s3_ca_bundle",
+    "output.s3_proxy": "s3_proxy",
+    "output.s3_max_attempts": "s3_max_attempts",
     "http.addr": "http_addr",
     "http.pod_metrics": "pod_metrics",
     "supervisor.liveness_timeout": "liveness_timeout",
