@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from resctrl_pipeline import codec
 from resctrl_pipeline.messages import PodSummary
-from resctrl_pipeline.supervise.health import PipelineView
+from resctrl_pipeline.supervise.health import ActorView, PipelineView
 from resctrl_pipeline.supervise.http import HttpEndpoints
 
 TWO_PODS = {
@@ -19,6 +19,12 @@ TWO_PODS = {
     "llc_occupancy_bytes": [4_194_304, 65_536], "mbm_total_bytes": [9_000, 10],
     "mbm_local_bytes": [8_000, 5],
 }  # fmt: skip
+
+
+def _view(pods: PodSummary | None) -> PipelineView:
+    """A view with a running sampler whose latest summary is ``pods``."""
+    sampler = ActorView("sampler", pid=10, running=True)
+    return PipelineView(actors={"sampler": sampler}, node="node-a", pods=pods)
 
 
 def _over_the_wire(summary: PodSummary) -> PodSummary:
@@ -63,7 +69,7 @@ def _labels(ns: str, pod: str, uid: str) -> tuple[tuple[str, str], ...]:
 
 
 def test_per_pod_series_with_labels_and_mbm_counters() -> None:
-    view = PipelineView(node="node-a", pods=_over_the_wire(PodSummary(1_700_000_000, TWO_PODS)))
+    view = _view(_over_the_wire(PodSummary(1_700_000_000, TWO_PODS)))
     with Served(view) as served:
         got = served.samples()
     web = _labels("shop", "web-0", "u1")
@@ -79,14 +85,14 @@ def test_per_pod_series_with_labels_and_mbm_counters() -> None:
 
 def test_without_mbm_there_are_no_mbm_series() -> None:
     cols = {k: v for k, v in TWO_PODS.items() if not k.startswith("mbm")}
-    with Served(PipelineView(node="node-a", pods=PodSummary(1, cols))) as served:
+    with Served(_view(PodSummary(1, cols))) as served:
         names = {name for name, _ in served.samples()}
     assert names == {"resctrl_pod_llc_occupancy_bytes", "resctrl_pod_containers",
                      "resctrl_pod_reconciled_containers"}  # fmt: skip
 
 
 def test_a_removed_pod_is_gone_at_the_next_scrape() -> None:
-    view = PipelineView(node="node-a", pods=PodSummary(1, TWO_PODS))
+    view = _view(PodSummary(1, TWO_PODS))
     with Served(view) as served:
         assert ("resctrl_pod_containers", _labels("", "", "u2")) in served.samples()
         view.pods = PodSummary(2, {k: v[:1] for k, v in TWO_PODS.items()})
@@ -97,11 +103,20 @@ def test_a_removed_pod_is_gone_at_the_next_scrape() -> None:
         assert served.samples() == {}
 
 
+def test_a_stopped_samplers_last_numbers_are_not_served() -> None:
+    view = _view(PodSummary(1, TWO_PODS))
+    with Served(view) as served:
+        assert len(served.samples()) == 10
+        view.actors["sampler"].running = False  # crashed; its restart has not reported yet
+        assert served.samples() == {}
+        assert json.loads(_get(served.http.port, "/pods")[1])["pods"] == []
+
+
 def test_entries_of_the_wrong_type_are_left_out_and_counted() -> None:
     cols = {k: list(v) for k, v in TWO_PODS.items()}
     cols["llc_occupancy_bytes"][1] = "lots"
     cols["pod_uid"].append("u3")  # ragged: the codec refuses that, the renderer skips it
-    with Served(PipelineView(node="node-a", pods=PodSummary(1, cols))) as served:
+    with Served(_view(PodSummary(1, cols))) as served:
         got = served.samples()
         _, text = _get(served.http.port, "/metrics")
     assert {dict(labels)["pod_uid"] for _, labels in got} == {"u1"}
@@ -109,7 +124,7 @@ def test_entries_of_the_wrong_type_are_left_out_and_counted() -> None:
 
 
 def test_pods_document() -> None:
-    view = PipelineView(node="node-a", pods=_over_the_wire(PodSummary(1_700_000_000, TWO_PODS)))
+    view = _view(_over_the_wire(PodSummary(1_700_000_000, TWO_PODS)))
     with Served(view) as served:
         code, body = _get(served.http.port, "/pods")
         assert code == 200

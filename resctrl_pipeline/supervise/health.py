@@ -69,6 +69,12 @@ class PipelineView:
     #: Bytes of each L3 domain (``resctrl.cache``), for shares of the cache; {}: unknown.
     l3_cache_bytes: dict[int, int] = field(default_factory=dict)
 
+    def current_pods(self) -> PodSummary | None:
+        """:attr:`pods` while the sampler runs, else None: a dead sampler's last numbers
+        are not current, so its pods' series go stale until the next one reports."""
+        sampler = self.actors.get("sampler")
+        return self.pods if sampler is not None and sampler.running else None
+
     def as_json(self, now: float | None = None) -> dict[str, object]:
         """The ``/status`` document (``now``: monotonic, default the current time)."""
         now = time.monotonic() if now is None else now

@@ -148,7 +148,7 @@ class HttpEndpoints:
                  request_timeout: float = REQUEST_TIMEOUT) -> None:  # fmt: skip
         registry = CollectorRegistry(auto_describe=False)
         registry.register(MetricsCollector(view))
-        registry.register(PodMetricsCollector(lambda: (view().node, view().pods)))
+        registry.register(PodMetricsCollector(lambda: (view().node, view().current_pods())))
         registry.register(_HttpCounters(lambda: self._server.rejected))
 
         class Handler(BaseHTTPRequestHandler):
@@ -179,7 +179,7 @@ class HttpEndpoints:
                 elif path == "/pods":
                     v = view()
                     if v.pod_metrics:
-                        doc = json.dumps(pods_document(v.node, v.pods)).encode()
+                        doc = json.dumps(pods_document(v.node, v.current_pods())).encode()
                         self._reply(200, doc + b"\n", "application/json")
                     else:
                         self._reply(404, b"per-pod metrics are off (http.pod_metrics = false)\n")
