@@ -16,7 +16,13 @@ from resctrl_pipeline.resctrl.groups import place_init_pid
 def build(cfg: Config) -> Core:
     """The listener core, with the StartContainer fast path writing to resctrl."""
     listener = NriListener(
-        place_init_pid=functools.partial(place_init_pid, cfg.resctrl_root, cfg.group_prefix)
+        place_init_pid=functools.partial(
+            place_init_pid,
+            cfg.resctrl_root,
+            cfg.group_prefix,
+            proc="/proc",
+            leave_runtime_groups=cfg.runtime_groups != "move",
+        )
     )
     plugin = NriPlugin(
         listener,

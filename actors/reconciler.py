@@ -32,6 +32,7 @@ def build(cfg: Config) -> Core:
         snapshot_period=cfg.retry_interval,
         health_interval=cfg.health_interval,
         mbm_policy=CounterPolicy(cfg.mbm_assign),
+        runtime_groups=cfg.runtime_groups,
     )
 
 

@@ -10,6 +10,7 @@ next pass), EACCES/EPERM; a group that vanished is recreated once per call.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Mapping
 
@@ -28,6 +29,9 @@ __all__ = ["ThreadPlacer"]
 
 log = logging.getLogger(__name__)
 
+# Container ids as runtimes name their MON groups (64 hex digits in practice).
+_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
 
 class ThreadPlacer:
     """Places pods' threads into their groups.
@@ -36,6 +40,10 @@ class ThreadPlacer:
         groups: classified resctrl operations. cgroups: where containers' threads are.
         pod_groups: recreates a group that vanished. counters: shared counters.
         max_passes: writing rounds per container per call.
+        runtime_groups: ``move``: threads a runtime put into its own MON group
+            (``[<class>/]mon_groups/<container-id>``, runc/crun ``enableMonitoring``)
+            are moved into the pod's group like any other; ``attribute``/``auto``: they
+            stay there and the group is read for the pod (``Container.runtime_group``).
     """
 
     def __init__(
@@ -45,12 +53,14 @@ class ThreadPlacer:
         pod_groups: PodGroups,
         counters: Counter[str],
         max_passes: int,
+        runtime_groups: str = "move",
     ) -> None:
         self._groups = groups
         self._cgroups = cgroups
         self._pod_groups = pod_groups
         self._counters = counters
         self._max_passes = max_passes
+        self._attribute = runtime_groups != "move"
 
     def look_for_pod_cgroup(self, pod: Pod) -> bool:
         """Refresh the pod's cgroup dir; False only if it existed once and is gone."""
@@ -93,6 +103,9 @@ class ThreadPlacer:
         while pending:
             try:
                 members: dict[str, set[int] | None] = {}
+                # Read even when no thread is for it (all in classes or in runtime-made
+                # groups): a group that vanished (a runtime's prune) is found and remade.
+                self._members(pod, "", members)
                 pending = self._round(pod, pending, members, gone, refused, rounds, classes, seen)
             except GroupVanished:
                 if recreated or not self._pod_groups.recreate(pod, now):
@@ -178,6 +191,8 @@ class ThreadPlacer:
                     by_class.setdefault(class_of.get(tid, ""), set()).add(tid)
             elif tids:
                 by_class[""] = tids
+            if self._attribute:
+                self._leave_runtime_threads(pod, c, by_class, members)
             complete, wrote = True, False
             for ctrl, in_class in by_class.items():
                 seen.add(ctrl)
@@ -196,6 +211,47 @@ class ThreadPlacer:
             if wrote:
                 written.append((c, directory))
         return written
+
+    def _leave_runtime_threads(
+        self,
+        pod: Pod,
+        c: Container,
+        by_class: dict[str, set[int]],
+        members: dict[str, set[int] | None],
+    ) -> None:
+        """Take the threads that sit in the container's runtime-made MON group out of
+        ``by_class`` (they stay there) and remember that group for the pod's row."""
+        if not _CONTAINER_ID.fullmatch(c.id):
+            return  # untrusted text that cannot name a group
+        found = None
+        # A container is looked at when first seen (its runtime made the group before
+        # starting it); later only where it had one or the pass's listing of
+        # mon_groups shows the name (no read per container per pass otherwise).
+        fresh, c.runtime_checked = not c.runtime_checked, True
+        listed = self._pod_groups.listed
+        for ctrl in list(by_class):
+            name = f"{ctrl}/{c.id}" if ctrl else c.id
+            key = "\x00runtime:" + name  # cached per call beside the pod's own groups
+            known = name == c.runtime_group or name in listed
+            if key not in members and not fresh and not known:
+                members[key] = None
+            if key not in members:
+                try:
+                    members[key] = self._groups.tasks(name)
+                except ResctrlWriteError:  # none (ENOENT), or not readable: not attributed
+                    members[key] = None
+            in_runtime = members[key]
+            if in_runtime:
+                by_class[ctrl] -= in_runtime
+                found = name
+                if not by_class[ctrl]:
+                    del by_class[ctrl]
+        if found != c.runtime_group:
+            c.runtime_group = found
+            self._counters["runtime_groups_attributed" if found else "runtime_groups_gone"] += 1
+            log.info("container %.64s: %s", c.id,
+                     f"runtime-made group {found} attributed to pod {pod.uid}" if found
+                     else "runtime-made group gone")  # fmt: skip
 
     def _locate(self, pod: Pod, c: Container) -> str | None:
         """The container's cgroup directory, found once; None while it cannot be found.

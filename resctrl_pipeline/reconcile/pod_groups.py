@@ -53,6 +53,8 @@ class PodGroups:
         self._counters = counters
         self._dirty = dirty
         self.orphans: dict[str, float] = {}  # group name -> first seen without a pod
+        #: Every MON group name (``<name>``, ``<class>/<name>``) the last sweep listed.
+        self.listed: frozenset[str] = frozenset()
 
     def ensure(self, pod: Pod, now: float) -> bool:
         """Create or adopt the pod's group; on failure record why. Returns has_group."""
@@ -165,6 +167,7 @@ class PodGroups:
                 log.error("cannot list monitoring groups: %s", err)
                 return
             names += [f"{ctrl}/{n}" if ctrl else n for n in listed]
+        self.listed = frozenset(names)
         orphans = set()
         for name in names:
             ctrl, _, leaf = name.rpartition("/")

@@ -35,6 +35,8 @@ class Container:
     directory: str | None = None  # cgroup dir once found
     exited: bool = False  # its cgroup existed and is gone: not running, not counted
     reconciled: bool = False
+    runtime_group: str | None = None  # a MON group its runtime made, read for the pod
+    runtime_checked: bool = False  # looked for one at least once
 
 
 @dataclass(slots=True)
@@ -62,6 +64,11 @@ class Pod:
         """Names of every group we hold for the pod: the root's first, then by class."""
         names = [self.name] if self.has_group else []
         return names + [f"{c}/{self.name}" for c in sorted(self.class_groups)]
+
+    def runtime_groups(self) -> list[str]:
+        """Names of the MON groups runtimes made for its running containers (read and
+        summed into the pod's row, never written)."""
+        return sorted({c.runtime_group for c in self.running() if c.runtime_group})
 
     def warn(self, logger: logging.Logger, key: str, fmt: str, *args: object) -> None:
         """Warn once per pod and kind of problem; repeats go to debug."""

@@ -67,6 +67,9 @@ class Reconciler(Core):
             the next pass (threads fork while we write).
         mbm_policy: who gets MBM counters on an ``mbm_event`` (ABMC) node, applied
             on every retry pass and after every snapshot.
+        runtime_groups: ``resctrl.runtime_groups``: ``auto``/``attribute`` leave threads
+            in the MON group their runtime made for their container and read that
+            group for the pod; ``move`` moves them into the pod's group.
         step_containers: containers per step when driven by the actor shell (see
             :data:`STEP_CONTAINERS`); the direct API runs whole passes.
 
@@ -89,6 +92,7 @@ class Reconciler(Core):
         orphan_grace: float | None = None,
         max_passes: int = 4,
         mbm_policy: CounterPolicy | None = None,
+        runtime_groups: str = "auto",
         step_containers: int = STEP_CONTAINERS,
     ) -> None:
         if max_passes < 1:
@@ -108,7 +112,9 @@ class Reconciler(Core):
         self._counters: Counter[str] = Counter()
         self._book = PodBook(prefix, self._counters)
         self._pod_groups = PodGroups(groups, prefix, grace, self._counters, self._book.dirty)
-        self._placer = ThreadPlacer(groups, cgroups, self._pod_groups, self._counters, max_passes)
+        self._placer = ThreadPlacer(
+            groups, cgroups, self._pod_groups, self._counters, max_passes, runtime_groups
+        )
         self._assigner = CounterAssigner(groups, mbm_policy or CounterPolicy(), self._counters)
         self._synced = False
         self._classes: list[str] = []
@@ -404,7 +410,7 @@ class Reconciler(Core):
 
     def _state(self, pod: Pod) -> GroupState:
         running = pod.running()
-        paths = [self._groups.path(name) for name in pod.group_names()]
+        paths = [self._groups.path(name) for name in (*pod.group_names(), *pod.runtime_groups())]
         return GroupState(
             pod.uid,
             paths[0] if pod.has_group else None,

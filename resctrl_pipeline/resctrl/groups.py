@@ -308,8 +308,15 @@ def _plain_name(name: str) -> bool:
 
 
 def place_init_pid(
-    root: str, prefix: str, pod_uid: str, pid: int, ops: ResctrlOps | None = None
-) -> bool:
+    root: str,
+    prefix: str,
+    pod_uid: str,
+    pid: int,
+    ops: ResctrlOps | None = None,
+    *,
+    proc: str | None = None,
+    leave_runtime_groups: bool = False,
+) -> bool | None:
     """Put a container's init process into its pod's group (StartContainer fast path).
 
     Creates the group if missing (idempotent) and writes ``pid`` once. At
@@ -320,9 +327,15 @@ def place_init_pid(
         root: the resctrl root. prefix: the group prefix (already validated).
         pod_uid: untrusted pod uid. pid: the init process in the host PID namespace.
         ops: raw operations; default :class:`OsResctrlOps` on ``root``.
+        proc: where ``/proc`` is; when given, ``<proc>/<pid>/cpu_resctrl_groups``
+            (CONFIG_PROC_CPU_RESCTRL) is read first, and a process in a class (another
+            CTRL_MON group: the write could only fail) is left alone, and so is one in
+            a MON group that is not ours when ``leave_runtime_groups`` (a runtime made
+            it, ``resctrl.runtime_groups`` attributes it). Without the file: placed.
 
     Returns:
-        True if placed, False if the process already exited (ESRCH).
+        True if placed, False if the process already exited (ESRCH), None if left
+        where it is (the reconciler decides).
 
     Raises:
         InvalidPodUid: the uid is not a plain Kubernetes uid (nothing was touched).
@@ -332,6 +345,8 @@ def place_init_pid(
     name = group_name(prefix, pod_uid)
     if pid < 1:
         raise ValueError(f"not a process id: {pid}")
+    if proc is not None and _elsewhere(proc, pid, prefix, leave_runtime_groups):
+        return None
     if ops is None:
         # One call per container start: keep no descriptor behind.
         owned = OsResctrlOps(root)
@@ -342,3 +357,20 @@ def place_init_pid(
     groups = ResctrlGroups(ops)
     groups.create(name)
     return groups.add_task(name, pid)
+
+
+def _elsewhere(proc: str, pid: int, prefix: str, leave_runtime_groups: bool) -> bool:
+    """Whether ``/proc/<pid>/cpu_resctrl_groups`` puts the process where the fast
+    path must leave it: ``res:<ctrl>`` other than ``/``, or (``leave_runtime_groups``)
+    ``mon:<group>`` of a group without our prefix. Unreadable: False."""
+    try:
+        with open(f"{proc}/{pid}/cpu_resctrl_groups", encoding="ascii", errors="replace") as f:
+            text = f.read(4096)
+    except OSError:
+        return False
+    fields = dict(line.partition(":")[::2] for line in text.splitlines())
+    res, mon = fields.get("res", "/").strip(), fields.get("mon", "").strip().strip("/")
+    if res not in ("", "/"):
+        return True
+    leaf = mon.rpartition("/")[2]
+    return leave_runtime_groups and bool(leaf) and not leaf.startswith(prefix)
