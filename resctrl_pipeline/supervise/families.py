@@ -14,7 +14,8 @@ The form of a counter's name decides its family here:
 * any other counter → ``resctrl_pipeline_<name>_total``.
 
 Every gauge becomes ``resctrl_pipeline_<name>`` (a few are renamed for Prometheus'
-unit conventions, :data:`GAUGE_NAMES`). Every family has the label ``actor``.
+unit conventions, :data:`GAUGE_NAMES`; likewise counters, :data:`COUNTER_NAMES`).
+Every family has the label ``actor``.
 
 Label values are bounded: the producers already map what a peer sends (NRI method
 names, event numbers) onto fixed sets plus ``other``; here, as a second line, a value
@@ -38,7 +39,15 @@ from prometheus_client.core import (
     Metric,
 )
 
-__all__ = ["DOTTED", "GAUGE_NAMES", "MAX_LABEL_VALUES", "PREFIXED", "ActorFamilies", "Labelled"]
+__all__ = [
+    "COUNTER_NAMES",
+    "DOTTED",
+    "GAUGE_NAMES",
+    "MAX_LABEL_VALUES",
+    "PREFIXED",
+    "ActorFamilies",
+    "Labelled",
+]
 
 #: Distinct label values kept per family; further values are counted under ``other``.
 MAX_LABEL_VALUES = 48
@@ -91,6 +100,13 @@ DOTTED: dict[str, Labelled] = {
 
 GAUGE_NAMES: dict[str, str] = {"last_sample_seconds": "last_sample_timestamp_seconds"}
 """Heartbeat gauge → metric name where the heartbeat's name breaks a convention."""
+
+COUNTER_NAMES: dict[str, str] = {
+    "bytes_written": "written_bytes",
+    "nri_bytes_received": "nri_received_bytes",
+    "nri_bytes_sent": "nri_sent_bytes",
+}
+"""Heartbeat counter → metric name (``_total`` added) where the unit is not last."""
 
 
 def _metric_name(text: str) -> str:
@@ -148,7 +164,7 @@ class ActorFamilies:
                                                  f"Actor counter {family}, by kind.")  # fmt: skip
             self._label(fam, actor, label_value, value)
             return
-        self._counters.setdefault(_metric_name(key), {})[actor] = value
+        self._counters.setdefault(COUNTER_NAMES.get(key) or _metric_name(key), {})[actor] = value
 
     def _label(self, fam: Labelled, actor: str, value: str, number: float) -> None:
         per_actor = self._labelled.setdefault((fam.metric, fam.label, fam.help), {})
