@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 from dataclasses import dataclass
 
 from resctrl_pipeline.config import Config
-from resctrl_pipeline.resctrl.info import probe
+from resctrl_pipeline.resctrl.info import MonitoringInfo, parse_domain_counts, probe
 from resctrl_pipeline.resctrl.support import diagnose, read_platform
 
 __all__ = ["Verdict", "run_checks"]
@@ -68,11 +69,97 @@ def _resctrl(cfg: Config) -> list[Verdict]:
                            f"at most {max(0, info.num_rmids - used + ours)} pods can be "
                            "monitored at once"))  # fmt: skip
     if info.usable:
+        out.extend(_hardware(cfg, info))
         writable = os.access(os.path.join(cfg.resctrl_root, "mon_groups"), os.W_OK)
         out.append(Verdict("resctrl permissions", "OK" if writable else "FAIL",
                            "mon_groups is writable" if writable else
                            "mon_groups is not writable: run as root and mount resctrl "
                            "read-write (docs/operations.md lists the privileges)"))  # fmt: skip
+    return out
+
+
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read(4096)
+    except OSError:
+        return ""
+
+
+def _hardware(cfg: Config, info: MonitoringInfo) -> list[Verdict]:
+    """Name what the node has (reference ``resctrl-modern.md``) and what the agent does
+    about each: classic or SNC-n, ABMC with counters, AET, classes, runtime-made groups."""
+    root = cfg.resctrl_root
+    mon_data = os.path.join(root, "mon_data")
+    l3 = [d for d in _listdir(mon_data) if d.startswith("mon_L3_")]
+    first = os.path.join(mon_data, l3[0]) if l3 else ""
+    subs = [s for s in _listdir(first) if s.startswith("mon_sub_L3_")] if l3 else []
+    out = []
+    if subs:
+        out.append(Verdict("hardware: SNC", "OK",
+                           f"SNC-{len(subs)} (sub-NUMA clustering, {len(subs)} nodes in each of "
+                           f"{len(l3)} L3 domains): the agent reads each L3 once (the "
+                           "kernel's L3-level sum) and checks a zero sum against the nodes "
+                           "(kernels without fix 594902c986e2 read 0 after a CPU went "
+                           "offline)"))  # fmt: skip
+    else:
+        out.append(Verdict("hardware: L3", "OK",
+                           f"classic L3 monitoring, {len(l3)} L3 domain(s): one MON group per "
+                           "pod, its values summed over the domains"))  # fmt: skip
+    if info.counter_assignment:
+        total = min((info.num_mbm_cntrs or {0: 0}).values())
+        free = parse_domain_counts(_read(os.path.join(root, "info", "L3_MON",
+                                                      "available_mbm_cntrs"))) or {}  # fmt: skip
+        spare = min(free.values(), default=0)
+        pods = spare // 2
+        policy = ", ".join(cfg.mbm_assign)
+        out.append(Verdict("hardware: ABMC", "OK" if pods else "WARN",
+                           f"AMD counter assignment (mbm_event mode): {spare}/{total} MBM "
+                           f"counters free per domain, two per group: about {pods} more pods "
+                           f"can have MBM; resctrl.mbm_assign = {policy} decides which; the "
+                           "others' rows have null MBM and mbm_state 'unassigned'"))  # fmt: skip
+    elif info.mbm_assign_mode == "default" and "mbm_event" in _read(
+        os.path.join(root, "info", "L3_MON", "mbm_assign_mode")
+    ):
+        out.append(Verdict("hardware: ABMC", "OK",
+                           "AMD counter assignment is available but off (default mode): "
+                           "MBM as on older kernels"))  # fmt: skip
+    if info.telemetry:
+        out.append(Verdict("hardware: AET", "OK",
+                           f"Intel telemetry (PERF_PKG): {', '.join(info.telemetry)}; one "
+                           "float64 column per event; groups limited to "
+                           f"{info.group_limit} (the smaller RMID pool)"))  # fmt: skip
+    classes = [c for c in _listdir(root) if c not in ("info", "mon_groups", "mon_data")
+               and os.path.isdir(os.path.join(root, c, "mon_groups"))]  # fmt: skip
+    if classes:
+        shown = ", ".join(classes[:8]) + (" …" if len(classes) > 8 else "")
+        out.append(Verdict("hardware: classes", "OK",
+                           f"{len(classes)} RDT class(es) (CTRL_MON groups): {shown}; "
+                           "a pod with threads in a class gets its MON group under that "
+                           "class (<class>/mon_groups/); classes themselves are never "
+                           "touched"))  # fmt: skip
+    runtime = [
+        g for c in ("", *classes)
+        for g in _listdir(os.path.join(root, c, "mon_groups"))
+        if _CONTAINER_ID.fullmatch(g)
+    ]  # fmt: skip
+    if runtime:
+        what = ("moves their threads into the pod's group" if cfg.runtime_groups == "move"
+                else "reads them for their pods and moves none of their threads")  # fmt: skip
+        out.append(Verdict("hardware: runtime groups", "OK",
+                           f"{len(runtime)} runtime-made MON group(s) (runc/crun "
+                           f"enableMonitoring); resctrl.runtime_groups = {cfg.runtime_groups}: "
+                           f"the agent {what}"))  # fmt: skip
     return out
 
 
