@@ -393,6 +393,9 @@ class ResctrlTree:
             delay = until - time.monotonic()
             if delay > 0:
                 time.sleep(delay)  # this FUSE request only; the server has other threads
+            with self._mutex:  # over: back to the lock-free common case
+                if self._stalls.get(point) == until:
+                    del self._stalls[point]
         with self._mutex:
             pending = self._faults.get(point)
             if not pending:
