@@ -62,13 +62,14 @@ class _BoundedServer(ThreadingHTTPServer):
 
     def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler],
                  max_connections: int, request_timeout: float) -> None:  # fmt: skip
-        super().__init__(addr, handler)
+        # Set before binding: a failed bind calls server_close(), which uses them.
         self.request_timeout = request_timeout
         self.rejected = 0
         self._slots = threading.BoundedSemaphore(max_connections)
         self._deadlines: dict[socket.socket, float] = {}
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        super().__init__(addr, handler)
         self._watchdog = threading.Thread(target=self._watch, name="http-deadlines", daemon=True)
         self._watchdog.start()
 
