@@ -14,10 +14,14 @@ import re
 import shutil
 import subprocess
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 
 from tests.e2e.prometheus_server import PrometheusServer
 from tests.prerequisites import missing, requires
@@ -91,7 +95,16 @@ def test_prometheus_scrapes_every_family_and_promtool_agrees(stack: Stack) -> No
                           input=text.encode(), capture_output=True, timeout=60,
                           check=False)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    # Prometheus asks for OpenMetrics first: the families parse in that form too.
+    # Prometheus asks for OpenMetrics first: the live families parse in that form too
+    # (strictly: unique family names, counters and histograms well formed, # EOF).
+    port = stack.node.pids()["http_port"]
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                 headers={"Accept": "application/openmetrics-text"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("application/openmetrics-text")
+        om = {f.name: f.type for f in openmetrics_families(r.read().decode())}
+    assert om["resctrl_pipeline_nri_answer_seconds"] == "histogram"
+    assert om["resctrl_pod_mbm_total_bytes"] == "counter"
     result = stack.prometheus.query('count by (__name__) ({job="resctrl-pipeline"})')
     names = {r["metric"]["__name__"] for r in result}
     for expected in ("resctrl_pipeline_nri_answer_seconds_bucket", "resctrl_pod_containers",
