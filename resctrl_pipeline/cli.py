@@ -324,26 +324,107 @@ def demo(duration: str, pods: int, output: str, keep_workdir: bool, hardware: st
         sys.exit(err.code)
 
 
+def _report_time(option: str, text: str | None, now_ns: int) -> int | None:
+    """``--since``/``--until``: ISO 8601 (``2025-09-24``, ``2025-09-24T14:00:00Z``) or a
+    duration before now (``90m``, ``2d``)."""
+    from datetime import UTC, datetime
+
+    from resctrl_pipeline.config import parse_duration
+
+    if text is None:
+        return None
+    try:
+        return now_ns - int(parse_duration(text) * 1e9)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        click.echo(f"error: {option} {text!r}: expected a time such as 2025-09-24T14:00:00Z, "
+                   "a date, or a duration before now such as 6h", err=True)  # fmt: skip
+        sys.exit(2)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1e9)
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--since", help="Rows from this time on: ISO 8601 (UTC if no zone) or a "
+              "duration before now (6h, 2d).")  # fmt: skip
+@click.option("--until", help="Rows before this time (same forms as --since).")
+@click.option("--node", "nodes", multiple=True, help="Only this node (repeatable).")
+@click.option("--namespace", "namespaces", multiple=True,
+              help="Only pods in this namespace (repeatable).")  # fmt: skip
+@click.option("--by", type=click.Choice(["pod", "namespace", "node"]), default="pod",
+              show_default=True, help="What to rank.")  # fmt: skip
+@click.option("--top", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Show the N highest by mean occupancy; 0 = all.")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)  # fmt: skip
 @click.option(
     "--plot",
     "plot_png",
     type=click.Path(dir_okay=False),
-    help="Also draw occupancy over time per pod into this PNG (needs matplotlib).",
+    help="Also draw occupancy (and MBM rate) over time of the top pods into this PNG "
+    "(needs matplotlib).",
 )
-def report(paths: tuple[str, ...], plot_png: str | None) -> None:
-    """Per-pod summary over Parquet files or directories."""
+@click.option("--s3-endpoint", default="", envvar="AWS_ENDPOINT_URL",
+              help="For s3:// paths on a non-AWS store: http(s)://host[:port].")  # fmt: skip
+@click.option("--s3-region", default="", envvar="AWS_REGION", help="For s3:// paths.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress on stderr while scanning (default: on a terminal).")  # fmt: skip
+def report(
+    paths: tuple[str, ...], since: str | None, until: str | None, nodes: tuple[str, ...],
+    namespaces: tuple[str, ...], by: str, top: int, fmt: str, plot_png: str | None,
+    s3_endpoint: str, s3_region: str, progress: bool | None,
+) -> None:  # fmt: skip
+    """Noisy-neighbour ranking over Parquet files, directories or s3://bucket/prefix.
+
+    Mean, p95 and max LLC occupancy and MBM rate per pod (or namespace, node), busiest
+    first. On a live output directory the rows already durable in the file in
+    progress are included. See docs/analysis.md.
+    """
+    import time
+
+    import pyarrow as pa
+
     from resctrl_pipeline import report as rep
 
+    now = time.time_ns()
+    filters = rep.Filters(
+        since_ns=_report_time("--since", since, now),
+        until_ns=_report_time("--until", until, now), nodes=nodes, namespaces=namespaces,
+    )  # fmt: skip
+    show = sys.stderr.isatty() if progress is None else progress
     try:
-        files = rep.find_files(paths)
-        table = rep.load(files)
-        click.echo(rep.format_report(rep.summarise(table)))
-        click.echo(f"\n{table.num_rows} rows from {len(files)} file(s)")
+        source = rep.open_source(paths, s3_endpoint=s3_endpoint, s3_region=s3_region)
+        printer = rep.progress_printer(sys.stderr) if show else None
+        found = rep.scan(source, filters, progress=printer)
+        live = rep.in_progress_rows(source.local_dirs, filters, set(source.files))
+        table = found.table
+        if live.in_progress_rows:
+            table = pa.concat_tables([table, live.table])
+        if table.num_rows == 0 and found.files_found == 0 and live.in_progress_rows == 0:
+            raise rep.ReportError("no *.parquet files (and no file in progress) found in "
+                                  + ", ".join(paths))  # fmt: skip
+        ranking = rep.rank(table, by)
+        shown = ranking if top == 0 else ranking[:top]
+        click.echo(rep.render(shown, by, fmt))
+        note = f"{table.num_rows} rows from {found.files} of {found.files_found} file(s)"
+        if live.in_progress_rows:
+            note += (f", including {live.in_progress_rows} rows from the file in progress "
+                     f"({', '.join(live.in_progress_files)})")  # fmt: skip
+        if len(shown) < len(ranking):
+            note += f"; top {len(shown)} of {len(ranking)} shown (--top 0 for all)"
+        click.echo(note, err=fmt != "table")  # stdout stays machine-readable
         if plot_png:
-            rep.plot(table, plot_png)
-            click.echo(f"plot written to {plot_png}")
+            from resctrl_pipeline.report.plot import plot
+
+            pods = ranking if by == "pod" else rep.rank(table, "pod")
+            plot(table, pods, plot_png, top=min(top or 10, 10),
+                 l3_cache_bytes=found.l3_cache_bytes)  # fmt: skip
+            click.echo(f"plot written to {plot_png}", err=fmt != "table")
     except rep.ReportError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)

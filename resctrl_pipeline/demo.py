@@ -312,17 +312,21 @@ def _print_watch_commands(echo: Callable[[str], None], runtime_dir: str, port: o
 
 def _summary(opts: DemoOptions, pods: list[Pod], output: str, since_ns: int,
              interrupted: bool = False) -> int:  # fmt: skip
+    import dataclasses
+
     from resctrl_pipeline import report
 
     echo = opts.echo
     try:
-        files = [f for f in report.find_files([output]) if os.stat(f).st_mtime_ns >= since_ns]
-    except report.ReportError:
+        source = report.open_source([output])
+        files = [f for f in source.files if os.stat(f).st_mtime_ns >= since_ns]
+        table = report.scan(dataclasses.replace(source, files=files), report.Filters()).table
+    except (report.ReportError, OSError):
         files = []
     if not files:
         echo(f"no Parquet file was written to {output}")
         return 1
-    summaries = {s.pod_uid: s for s in report.summarise(report.load(files))}
+    summaries = {s.key: s for s in report.rank(table)}
     header = ("POD", "KIND", "ROWS", "MEAN MiB", "MAX MiB", "CONTAINERS")
     rows = [header]
     for pod in pods:
@@ -331,8 +335,8 @@ def _summary(opts: DemoOptions, pods: list[Pod], output: str, since_ns: int,
             rows.append((f"demo/{pod.name}", pod.kind, "0", "-", "-", "-"))
             continue
         rows.append((f"demo/{pod.name}", pod.kind, str(s.samples),
-                     f"{s.mean_bytes / 2**20:.2f}", f"{s.max_bytes / 2**20:.2f}",
-                     f"{s.reconciled}/{s.total} reconciled"))  # fmt: skip
+                     f"{s.occupancy_mean / 2**20:.2f}", f"{s.occupancy_max / 2**20:.2f}",
+                     f"{s.reconciled}/{s.containers} reconciled"))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     echo("")
     for r in rows:
