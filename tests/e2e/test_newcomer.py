@@ -104,6 +104,9 @@ def test_newcomer_runs_the_demo_and_every_command_it_prints(session: tuple[str, 
             return result.returncode == 0 and " rows from " in result.stdout
 
         poll_until(report_reads_rows, 60, interval=1, what="report on the live output")
+        plot = run_as_printed(commands["report"] + " --plot live.png", home, timeout=120)
+        assert plot.returncode == 0, plot.stdout + plot.stderr
+        assert os.path.getsize(os.path.join(home, "live.png")) > 0
         curl = [line for line in output().splitlines() if line.strip().startswith("curl ")]
         if curl and shutil.which("curl"):
             metrics = run_as_printed(curl[0], home)
