@@ -145,7 +145,7 @@ def rotate(config_file: str | None, **flags: Any) -> None:
     The writer is found through the runtime directory (or --http-addr) and signalled
     only if its pid still names the process that was recorded there.
     """
-    from resctrl_pipeline.instance import InstanceError, verify_process
+    from resctrl_pipeline.instance import InstanceError, process_start_ticks, verify_process
 
     sources, cfg = _load(config_file, flags)
     inst = _locate(sources, cfg)
@@ -154,13 +154,17 @@ def rotate(config_file: str | None, **flags: Any) -> None:
         click.echo(f"error: {inst.where}: the pipeline has no writer running", err=True)
         sys.exit(1)
     try:
+        if "supervisor" in inst.processes and process_start_ticks(writer.pid) is None:
+            # The supervisor runs (checked by _locate) but the writer is gone: restarting.
+            raise ProcessLookupError
         verify_process(writer, inst.where)
         os.kill(writer.pid, signal.SIGUSR1)
     except InstanceError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)
     except ProcessLookupError:
-        click.echo(f"error: the writer (pid {writer.pid}) exited just now; try again", err=True)
+        click.echo(f"error: the writer (pid {writer.pid}) has exited and is being restarted; "
+                   "try again in a moment", err=True)  # fmt: skip
         sys.exit(1)
     except PermissionError:
         click.echo(f"error: not allowed to signal the writer (pid {writer.pid}): run as the "

@@ -87,3 +87,13 @@ def test_a_pids_file_of_a_stopped_pipeline_is_called_stale(tmp_path: Path) -> No
                  f"the supervisor (pid {gone.pid}) named in {tmp_path / 'pids.json'} is not "
                  "running: the record is stale")  # fmt: skip
     assert os.path.exists(tmp_path / "pids.json")  # reported, not removed
+
+
+def test_unusable_directories_are_named(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    one_line(cli("up", "--runtime-dir", str(tmp_path / "file"), "--output", str(tmp_path / "o"),
+                 "--http-addr", "127.0.0.1:0"), 1,
+             f"runtime dir {tmp_path / 'file'} is not a directory")  # fmt: skip
+    one_line(cli("up", "--runtime-dir", str(tmp_path / "run"), "--output",
+                 str(tmp_path / "file" / "out"), "--http-addr", "127.0.0.1:0"), 1,
+             f"output dir {tmp_path / 'file' / 'out'} is not a directory")  # fmt: skip

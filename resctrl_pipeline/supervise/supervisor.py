@@ -88,7 +88,12 @@ def prepare_runtime_dir(path: str) -> None:
         RuntimeDirError: it exists and is not a directory, or belongs to another user,
             or an endpoint path in it is not a socket owned by us.
     """
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        raise RuntimeDirError(f"runtime dir {path} is not a directory") from err
+    except OSError as err:
+        raise RuntimeDirError(f"cannot create runtime dir {path}: {err.strerror}") from err
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         raise RuntimeDirError(f"runtime dir {path} is not a directory")
