@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -60,7 +61,7 @@ def generate(
             for p in range(pods):
                 k = len(ticks)
                 ts = pc.add(ticks, 1000 * (p + 1))
-                mbm = pc.multiply(pc.subtract(ticks, DAY0_NS), (p + 1) * 1e6 / 1e9)
+                mbm = pc.round(pc.multiply(pc.subtract(ticks, DAY0_NS), (p + 1) * 1e6 / 1e9))
                 parts.append(pa.table({
                     "start_timestamp": ticks, "timestamp": ts,
                     "pod_namespace": pa.array([f"ns-{p % namespaces}"] * k),
@@ -95,25 +96,66 @@ def writer_to(fs: pafs.FileSystem, base: str) -> Callable[[str, pa.Table], None]
     return write
 
 
-def main(argv: list[str]) -> int:
-    """``python -m bench.fleet DIR [NODES PODS HOURS]``: generate, then time ``report``."""
+def _time_reports(target: list[str]) -> None:
     import subprocess
 
-    out = os.path.abspath(argv[0])
-    nodes, pods, hours = (int(a) for a in (argv[1:4] if len(argv) >= 4 else (10, 20, 24)))
-    if not os.path.isdir(out):
-        rows = generate(writer_to(pafs.LocalFileSystem(), out), nodes=nodes, pods=pods,
-                        hours=hours)  # fmt: skip
-        print(f"generated {rows:,} rows in {out}")
     cli = os.path.join(os.path.dirname(sys.executable), "resctrl-pipeline")
     node_half = ["--node", "node-03", "--since", "2025-12-01T12:00:00Z"]
     for extra in ([], ["--by", "namespace"], node_half):
         load = os.getloadavg()[0]
         started = time.monotonic()
-        subprocess.run([cli, "report", out, "--top", "3", *extra], check=True,
+        subprocess.run([cli, "report", *target, "--top", "3", *extra], check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip
         print(f"report {' '.join(extra) or '(default)'}: {time.monotonic() - started:.1f}s "
-              f"(load {load:.2f} → {os.getloadavg()[0]:.2f})")  # fmt: skip
+              f"(load {load:.2f} → {os.getloadavg()[0]:.2f})", flush=True)  # fmt: skip
+
+
+def main(argv: list[str]) -> int:
+    """``python -m bench.fleet DIR [NODES PODS HOURS] [--moto]``: generate the dataset
+    (unless DIR exists), then time ``report`` over it; with ``--moto`` also upload it
+    to a ``moto_server`` on loopback and time ``report s3://…`` against that."""
+    import subprocess
+    import urllib.request
+
+    moto = "--moto" in argv
+    argv = [a for a in argv if a != "--moto"]
+    out = os.path.abspath(argv[0])
+    nodes, pods, hours = (int(a) for a in (argv[1:4] if len(argv) >= 4 else (10, 20, 24)))
+    if not os.path.isdir(out):
+        started = time.monotonic()
+        rows = generate(writer_to(pafs.LocalFileSystem(), out), nodes=nodes, pods=pods,
+                        hours=hours)  # fmt: skip
+        print(f"generated {rows:,} rows in {out} ({time.monotonic() - started:.0f}s)", flush=True)
+    print("local:", flush=True)
+    _time_reports([out])
+    if not moto:
+        return 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    binary = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    server = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/fleet", method="PUT"))
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+        os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+        s3 = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http",
+                               region="us-east-1")  # fmt: skip
+        pafs.copy_files(out, "fleet/occ", destination_filesystem=s3)
+        print(f"moto ({endpoint}):", flush=True)
+        _time_reports(["s3://fleet/occ", "--s3-endpoint", endpoint])
+    finally:
+        server.terminate()
+        server.wait()
     return 0
 
 

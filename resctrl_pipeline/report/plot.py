@@ -1,7 +1,7 @@
 """``report --plot``: occupancy (and MBM rate) over wall-clock time, per pod.
 
 What makes it readable: the ``top`` pods of the ranking get a line each, in styles
-that do not repeat (10 colours × 4 dash patterns), everything else is summed into one
+that do not repeat (9 colours × 4 dash patterns), everything else is summed into one
 "others" line; labels are unique (the uid's start is added where two pods share a
 name, the node where the data spans nodes); a pod's line breaks where it has no
 samples for more than three of its usual intervals, so a pause is a gap, not a slope;
@@ -25,6 +25,8 @@ from resctrl_pipeline.report.source import ReportError
 __all__ = ["plot"]
 
 _DASHES = ("-", "--", ":", "-.")
+# tab10 without its grey, which is kept for "others".
+_COLOURS = (0, 1, 2, 3, 4, 5, 6, 8, 9)
 _GAP_FACTOR = 3.0
 
 
@@ -120,7 +122,8 @@ def plot(
         if r.key not in series:
             continue
         ts, occ, rate = series[r.key]
-        style = {"color": cmap(i % 10), "linestyle": _DASHES[(i // 10) % 4], "linewidth": 1.4}
+        colour = cmap(_COLOURS[i % len(_COLOURS)])
+        style = {"color": colour, "linestyle": _DASHES[(i // len(_COLOURS)) % 4], "linewidth": 1.4}
         xs, ys = _with_gaps(ts, list(occ))
         occ_ax.plot(xs, ys, label=labels[r.key], **style)
         if mbm_ax is not None:
@@ -128,7 +131,7 @@ def plot(
             mbm_ax.plot(xs, ys, **style)
     if others:
         secs = sorted(others)
-        style = {"color": "0.55", "linewidth": 1.0, "linestyle": "-"}
+        style = {"color": "0.5", "linewidth": 2.0, "linestyle": ":"}
         xs, ys = _with_gaps([s * 1_000_000_000 for s in secs], [others[s][0] for s in secs])
         occ_ax.plot(xs, ys, label=f"others ({len(others_pods)} pods, summed)", **style)
         if mbm_ax is not None:
