@@ -7,9 +7,13 @@ Usage::
     scripts/bench.py {throughput,writer,reconcile,nri,placement,steady,podmetrics,highrate} [...]
 
 ``--quick`` shrinks every benchmark to a smoke run (CI: it only checks that the suite
-still works; nothing is judged). ``--write-docs`` replaces the blocks of the
-benchmarks that ran in ``docs/benchmarks.md`` (refused with ``--quick``). A benchmark
-that cannot run here (no FUSE, no C compiler) is reported as skipped, not failed.
+still works; nothing is judged). ``--write-docs`` (refused with ``--quick``) writes
+the results into ``docs/benchmarks.md``: ``all`` rebuilds every generated section
+from its one run, under one stamp (date, machine, load average before the first and
+after the last benchmark; not written when a benchmark failed); a single benchmark
+replaces its own section, which then carries its own run's stamp. Each section also
+gives the load average before and after its own benchmark. A benchmark that cannot
+run here (no FUSE, no C compiler) is reported as skipped, not failed.
 Exit status: 0 when every benchmark ran or was skipped, 1 when one failed, 2 on usage.
 """
 
@@ -19,6 +23,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 import traceback
 from types import ModuleType
 
@@ -35,7 +40,7 @@ from bench import (
     writer,
 )
 from bench.common import Context
-from bench.report import Section, render, splice
+from bench.report import Section, Stamp, render, splice, summary
 
 __all__ = ["BENCHMARKS", "main"]
 
@@ -62,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--write-docs",
         action="store_true",
-        help="regenerate these benchmarks' blocks in docs/benchmarks.md",
+        help="write the results into docs/benchmarks.md (all: every section, from this run)",
     )
     common.add_argument("--docs", default=_DOCS, help="the document --write-docs updates")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,9 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and args.write_docs:
         print("error: --quick numbers are not meant for docs/benchmarks.md", file=sys.stderr)
         return 2
-    names = list(BENCHMARKS) if args.command == "all" else [args.command]
+    whole = args.command == "all"
+    names = list(BENCHMARKS) if whole else [args.command]
     sections: list[Section] = []
     failed = []
+    stamp = Stamp.begin()
+    started = time.monotonic()
+    print(f"# scripts/bench.py {args.command}\n\n_{stamp.line()}_\n", flush=True)
     with tempfile.TemporaryDirectory(prefix="rpb-", dir="/tmp") as work:
         os.chmod(work, 0o700)
         natives = None if native.missing() else native.build(work)
@@ -109,9 +118,11 @@ def main(argv: list[str] | None = None) -> int:
             module = BENCHMARKS[name]
             why = module.skip_reason(ctx)
             if why:
-                print(f"## {module.TITLE}\n\nskipped: {why}\n", flush=True)
+                sections.append(Section(name, module.TITLE, quick=ctx.quick, skipped=why))
+                print(render(sections[-1:]), flush=True)
                 continue
-            bench_args = _defaults(name, args) if args.command == "all" else args
+            bench_args = _defaults(name, args) if whole else args
+            load_before = os.getloadavg()[0]
             try:
                 result: Section = module.run(ctx, bench_args)
             except Exception:
@@ -119,29 +130,26 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"## {module.TITLE}\n\nFAILED (traceback above)\n", flush=True)
                 failed.append(name)
                 continue
+            result.load = (load_before, os.getloadavg()[0])
             sections.append(result)
             print(render([result]), flush=True)
+    stamp = stamp.end((time.monotonic() - started) / 60)
     if len(sections) > 1:
-        print(_summary(sections))
-    if args.write_docs and sections:
+        print(summary(sections).markdown() + "\n")
+    print(f"_{stamp.line()}_")
+    if args.write_docs and failed and whole:
+        print(
+            f"not updating {args.docs}: {', '.join(failed)} failed, and the page shows one "
+            "whole run",
+            file=sys.stderr,
+        )
+    elif args.write_docs and sections:
         try:
             with open(args.docs, encoding="utf-8") as f:
                 document = f.read()
         except FileNotFoundError:
             document = "# Benchmarks\n"
         with open(args.docs, "w", encoding="utf-8") as f:
-            f.write(splice(document, sections, list(BENCHMARKS)))
+            f.write(splice(document, sections, list(BENCHMARKS), stamp, whole))
         print(f"updated {args.docs}")
     return 1 if failed else 0
-
-
-def _summary(sections: list[Section]) -> str:
-    lines = [
-        "## Summary of targets",
-        "",
-        "| benchmark | goal | measured | verdict |",
-        "|---|---|---|---|",
-    ]
-    for s in sections:
-        lines += [f"| {s.name} | {t.goal} | {t.measured} | {s.verdict(t)} |" for t in s.targets]
-    return "\n".join(lines) + "\n"

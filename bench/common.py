@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import psutil
 
 from bench.native import Natives
-from bench.report import Facts, Section
+from bench.report import Section
 
 __all__ = [
     "Context",
@@ -56,9 +56,9 @@ class Context:
     work: str
 
 
-def section(name: str, title: str, load_before: float, ctx: Context) -> Section:
-    """An empty section for ``name`` with the machine facts of now."""
-    return Section(name, title, Facts.capture(load_before), quick=ctx.quick)
+def section(name: str, title: str, ctx: Context) -> Section:
+    """An empty section for ``name`` (the caller adds the load average around the run)."""
+    return Section(name, title, quick=ctx.quick)
 
 
 def wait_for(predicate: Callable[[], T | None], timeout: float, what: str) -> T:

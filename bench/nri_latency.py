@@ -15,6 +15,10 @@ pipeline (downstream running and busy with the same burst on a 2-core machine). 
 runs on two resctrl backends (:mod:`bench.emunode`): the FUSE emulator, and a tmpfs
 tree (the pipeline's own share: the fast path's mkdir and write cost a few
 microseconds there, a few round trips to a Python server on FUSE).
+
+Every scenario runs ``--runs`` times (a fresh ``up`` and burst each time, rounds
+going through all scenarios): the table gives each call's p99 over the runs as
+min / median / max, and the target is judged on the median run.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import sys
 import tempfile
 
 from bench.common import Context, Pipeline, section
-from bench.report import Section, Table, Target, median, p99
+from bench.report import Section, Spread, Table, Target, judged_on, median, p99
 
 __all__ = ["NAME", "TITLE", "add_arguments", "run", "skip_reason"]
 
@@ -36,9 +40,12 @@ BUDGET = 0.005
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Burst size."""
+    """Burst size, backends and runs."""
     parser.add_argument("--pods", type=int, default=1000, help="pods (and containers)")
     parser.add_argument("--resctrl", default="fuse,tmpfs", help="backends: fuse, tmpfs")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="bursts per scenario (judged on the median run)"
+    )
 
 
 def skip_reason(ctx: Context) -> str | None:
@@ -91,54 +98,80 @@ def _burst(
 
 
 def run(ctx: Context, args: argparse.Namespace) -> Section:
-    """Both scenarios; the target is p99 < 5 ms over every call of the burst."""
-    load = os.getloadavg()[0]
-    pods = 30 if ctx.quick else args.pods
+    """Every scenario ``--runs`` times, round-robin; the target is the median of the
+    runs' p99 (over every call of a burst) < 5 ms."""
+    pods, runs = (30, 1) if ctx.quick else (args.pods, args.runs)
+    if runs < 1:
+        raise ValueError(f"--runs must be at least 1, not {runs}")
+    scenarios = [
+        (f"{backend}: {who}", backend, actors)
+        for backend in args.resctrl.split(",")
+        for who, actors in (
+            ("listener alone (downstream stopped)", ["nri-listener"]),
+            ("whole pipeline (downstream running)", []),
+        )
+    ]
+    # Per scenario, per run: latencies by call label. Rounds go through every scenario
+    # once, so that a change of the machine's load hits all of them alike.
+    results: dict[str, list[dict[str, list[float]]]] = {label: [] for label, _, _ in scenarios}
     # The runtime thread shares this process's GIL with the main thread: hand it over
     # quickly so that the measured latency is the plugin's, not our interpreter's.
     switch = sys.getswitchinterval()
     sys.setswitchinterval(0.0002)
-    results = {}
     try:
-        for backend in args.resctrl.split(","):
-            for who, actors in (
-                ("listener alone (downstream stopped)", ["nri-listener"]),
-                ("whole pipeline (downstream running)", []),
-            ):
+        for _ in range(runs):
+            for label, backend, actors in scenarios:
                 work = tempfile.mkdtemp(prefix="nri-", dir=ctx.work)
                 try:
-                    results[f"{backend}: {who}"] = _burst(
-                        ctx, pods, actors, work, backend == "tmpfs"
-                    )
+                    results[label].append(_burst(ctx, pods, actors, work, backend == "tmpfs"))
                 finally:
                     shutil.rmtree(work, ignore_errors=True)
     finally:
         sys.setswitchinterval(switch)
     table = Table(
-        f"Burst of {pods:,} RunPodSandbox + {pods:,} StartContainer (fast path on FUSE)",
-        ["scenario", "calls", "median ms", "p99 ms", "max ms", "budget ms", "p99 × budget"],
+        f"Burst of {pods:,} RunPodSandbox + {pods:,} StartContainer, {runs} runs per scenario",
+        [
+            "scenario",
+            "runs",
+            "calls per run",
+            "median ms",
+            "p99 ms per run: min / median / max",
+            "max ms",
+            "budget ms",
+            "median p99 × budget",
+        ],
     )
-    out = section(NAME, TITLE, load, ctx)
-    for label, lat in results.items():
-        for call in sorted(lat):
-            v = lat[call]
+    out = section(NAME, TITLE, ctx)
+    for label, per_run in results.items():
+        for call in sorted(set().union(*per_run)):
+            runs_with = [r[call] for r in per_run if r.get(call)]
+            spread = Spread.of([p99(v) for v in runs_with])
+            pooled = [x for v in runs_with for x in v]
             table.add(
                 f"{label}: {call}",
-                len(v),
-                f"{median(v) * 1e3:.2f}",
-                f"{p99(v) * 1e3:.2f}",
-                f"{max(v) * 1e3:.2f}",
+                len(runs_with),
+                len(runs_with[0]),
+                f"{median(pooled) * 1e3:.2f}",
+                spread.text(),
+                f"{max(pooled) * 1e3:.2f}",
                 f"{BUDGET * 1e3:g}",
-                f"{p99(v) / BUDGET:.2f}",
+                f"{spread.mid / BUDGET:.2f}",
             )
-        worst = p99(lat["all"])
+        spread = Spread.of([p99(r["all"]) for r in per_run])
         out.targets.append(
-            Target(f"p99 < {BUDGET * 1e3:g} ms, {label}", f"{worst * 1e3:.2f} ms", worst < BUDGET)
+            Target(
+                f"p99 < {BUDGET * 1e3:g} ms ({judged_on(len(per_run))}), {label}",
+                f"{spread.mid * 1e3:.2f} ms (runs: {spread.text()})",
+                spread.mid < BUDGET,
+            )
         )
     table.notes.append(
         "Latency: request sent → answer read, measured by the emulated runtime (one call "
         "in flight per plugin); each StartContainer includes the fast path's mkdir "
         "(EEXIST on tmpfs, where groups are laid out in advance) and `tasks` write. "
+        "Each run is a fresh `up` and burst; a run's p99 is one sample on a shared "
+        "machine, so the verdict is on the median of the runs' p99 and the spread shows "
+        "the noise. The median and max columns pool every call of every run. "
         "This process lowers its GIL switch interval to 0.2 ms so that the runtime "
         "thread reads answers promptly."
     )

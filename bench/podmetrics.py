@@ -45,11 +45,10 @@ def skip_reason(ctx: Context) -> str | None:
 
 def run(ctx: Context, args: argparse.Namespace) -> Section:
     """Alternate off/on for ``--rounds`` pairs; per-round rows and the mean difference."""
-    load = os.getloadavg()[0]
     pods, seconds, rounds = args.pods, args.seconds, args.rounds
     if ctx.quick:
         pods, seconds, rounds = 20, 3.0, 1
-    out = section(NAME, TITLE, load, ctx)
+    out = section(NAME, TITLE, ctx)
     table = Table(
         f"{pods} pods, resctrl on {args.resctrl}, {seconds:.0f} s windows at 1 s sampling, "
         f"/metrics scraped every {args.scrape_every:g} s",

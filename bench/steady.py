@@ -67,7 +67,8 @@ def measure(
     ``env`` goes to ``up`` (e.g. ``RESCTRL_POD_METRICS``); with ``scrape_every`` > 0,
     ``/metrics`` is fetched that often during the window, as a Prometheus would, and
     the counters get the scrape's size and time (median). ``cpu`` reads a process's
-    CPU seconds.
+    CPU seconds. The counters include the 1-minute load average at the start and at
+    the end of the window (``load before``, ``load after``).
     """
     from bench.emunode import BenchNode
 
@@ -109,6 +110,7 @@ def measure(
         time.sleep(1.0 if ctx.quick else 5.0)  # a few ticks of steady state before the window
         pids = {"supervisor": up.proc.pid, **up.actor_pids(list(PROCESSES[1:]))}
         samples0 = up.counter("sampler", "samples") or 0.0
+        load_before = os.getloadavg()[0]
         before = {n: cpu(p) for n, p in pids.items()}
         t0 = time.monotonic()
         scrapes: list[tuple[int, float]] = []
@@ -120,10 +122,11 @@ def measure(
             time.sleep(seconds)  # the measurement window itself
         elapsed = time.monotonic() - t0
         after = {n: cpu(p) for n, p in pids.items()}
+        load_after = os.getloadavg()[0]
         result: Measure = {}
         for name, pid in pids.items():
-            cpu = 100 * (after[name] - before[name]) / elapsed
-            result[name] = (cpu, *memory_mb(pid))
+            share = 100 * (after[name] - before[name]) / elapsed
+            result[name] = (share, *memory_mb(pid))
         up.check_alive()
         time.sleep(1.1)  # one more heartbeat, so that the counters cover the window
         counters = {
@@ -132,6 +135,8 @@ def measure(
             "restarts": float(
                 sum(a.get("restarts", 0) for a in (up.status() or {}).get("actors", {}).values())
             ),
+            "load before": load_before,
+            "load after": load_after,
         }
         if scrapes:
             counters["scrape bytes"] = float(median([b for b, _ in scrapes]))
@@ -147,13 +152,12 @@ def measure(
 
 def run(ctx: Context, args: argparse.Namespace) -> Section:
     """Each backend and pod count in turn; targets at 500 pods (or the closest count)."""
-    load = os.getloadavg()[0]
     counts = [int(x) for x in args.pods.split(",")]
     backends = args.resctrl.split(",")
     seconds = args.seconds
     if ctx.quick:
         counts, seconds = [20], 3.0
-    out = section(NAME, TITLE, load, ctx)
+    out = section(NAME, TITLE, ctx)
     for backend in backends:
         results = {n: measure(ctx, n, seconds, backend == "tmpfs") for n in counts}
         out.tables += _tables(backend, seconds, counts, results)
@@ -191,7 +195,9 @@ def _tables(
         table.add(n, "**total**", *(f"**{v:.{1 if i else 3}f}**" for i, v in enumerate(tot)))
         table.notes.append(
             f"{n} pods: {counters['rows/s']:.0f} rows/s sampled, "
-            f"{counters['missed ticks']:.0f} missed ticks, {counters['restarts']:.0f} restarts."
+            f"{counters['missed ticks']:.0f} missed ticks, {counters['restarts']:.0f} restarts; "
+            f"load average {counters['load before']:.2f} → {counters['load after']:.2f} "
+            "over the window."
         )
     table.notes.append(
         "RSS counts shared pages (the interpreter, libzmq, pyarrow's libraries) once per "

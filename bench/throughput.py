@@ -6,8 +6,10 @@ emits for that many pods) into the writer's PULL socket of a running
 SIGTERM (the writer drained its input and finalised its file). Rows are counted in
 the files afterwards: every row sent must be there.
 
-Floor: pyarrow building a table from the same Python columns and writing it with
-``pq.ParquetWriter`` (same compression), in this process. Runs alternate between the
+Floor: pyarrow building Arrow arrays from the same Python columns and writing them
+with ``pq.ParquetWriter`` (same compression, and row groups of
+:data:`~resctrl_pipeline.sink.policy.FLUSH_ROWS` rows, as the writer actor writes
+them: :func:`bench.writer.run_floor`), in this process. Runs alternate between the
 two. pyarrow is imported here only, never by the pipeline's other actors.
 """
 
@@ -20,14 +22,15 @@ import shutil
 import tempfile
 import time
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import zmq
 
 from bench.common import Context, Pipeline, section, wait_for
 from bench.report import Section, Table, Target, median, p99
-from resctrl_pipeline import codec, schema
+from bench.writer import run_floor
+from resctrl_pipeline import codec
 from resctrl_pipeline.messages import OccupancyBatch
+from resctrl_pipeline.sink.policy import FLUSH_ROWS
 from resctrl_pipeline.topology import endpoint
 
 __all__ = ["NAME", "TITLE", "add_arguments", "run", "skip_reason"]
@@ -65,8 +68,8 @@ def make_columns(rows: int, tick: int) -> dict[str, list[object]]:
     }
 
 
-def run_pipeline(work: str, payloads: list[bytes]) -> tuple[float, int]:
-    """Seconds from the first send until ``up`` exited; rows found in the files."""
+def run_pipeline(work: str, payloads: list[bytes]) -> tuple[float, int, int]:
+    """Seconds from the first send until ``up`` exited; rows and row groups in the files."""
     run_dir, out = os.path.join(work, "run"), os.path.join(work, "out")
     up = Pipeline(
         run_dir,
@@ -91,35 +94,35 @@ def run_pipeline(work: str, payloads: list[bytes]) -> tuple[float, int]:
         elapsed = time.perf_counter() - t0
     finally:
         up.stop()
-    written = sum(pq.ParquetFile(f).metadata.num_rows for f in glob.glob(f"{out}/*.parquet"))
-    return elapsed, written
+    files = [pq.ParquetFile(f).metadata for f in glob.glob(f"{out}/*.parquet")]
+    return elapsed, sum(m.num_rows for m in files), sum(m.num_row_groups for m in files)
 
 
-def run_floor(work: str, columns: list[dict[str, list[object]]]) -> float:
-    """Seconds pyarrow takes to write the same columns to one zstd Parquet file."""
-    sch = schema.arrow_schema(with_mbm=False)
+def time_floor(work: str, batches: list[OccupancyBatch]) -> tuple[float, int]:
+    """Seconds pyarrow takes to write the same batches to one zstd Parquet file, in row
+    groups of the writer actor's size; the file's row groups."""
     t0 = time.perf_counter()
-    with pq.ParquetWriter(os.path.join(work, "floor.parquet"), sch, compression="zstd") as w:
-        for c in columns:
-            w.write_table(pa.Table.from_pydict(c, schema=sch))
-    return time.perf_counter() - t0
+    run_floor(batches, work, FLUSH_ROWS)
+    elapsed = time.perf_counter() - t0
+    return elapsed, pq.ParquetFile(os.path.join(work, "floor.parquet")).metadata.num_row_groups
 
 
 def run(ctx: Context, args: argparse.Namespace) -> Section:
     """Alternate floor and pipeline runs; the target is ≥ 50 % of the floor's rows/s."""
-    load = os.getloadavg()[0]
     rows, batches, runs = args.rows, args.batches, args.runs
     if ctx.quick:
         rows, batches, runs = 100, 20, 1
     total = rows * batches
-    columns = [make_columns(rows, t) for t in range(batches)]
-    payloads = [codec.encode(OccupancyBatch(c)) for c in columns]
+    messages = [OccupancyBatch(make_columns(rows, t)) for t in range(batches)]
+    payloads = [codec.encode(m) for m in messages]
     times: dict[str, list[float]] = {"floor": [], "pipe": []}
+    groups = {"floor": 0, "pipe": 0}  # row groups per file, of the last run
     for i in range(runs):
         work = tempfile.mkdtemp(prefix=f"tp{i}-", dir=ctx.work)
         try:
-            times["floor"].append(run_floor(work, columns))
-            elapsed, written = run_pipeline(work, payloads)
+            elapsed, groups["floor"] = time_floor(work, messages)
+            times["floor"].append(elapsed)
+            elapsed, written, groups["pipe"] = run_pipeline(work, payloads)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         if written != total:
@@ -142,10 +145,12 @@ def run(ctx: Context, args: argparse.Namespace) -> Section:
         )
     table.notes.append(
         "The pipeline's clock includes msgpack decoding, validation, the journal (fsync'd), "
-        "Parquet encoding and the final rename; it stops when `up` has exited."
+        "Parquet encoding and the final rename; it stops when `up` has exited. "
+        f"Both sides write row groups of up to {FLUSH_ROWS:,} rows (the writer's flush size): "
+        f"{groups['floor']} in the floor's file, {groups['pipe']} in the pipeline's."
     )
     share = floor / median(times["pipe"])
-    out = section(NAME, TITLE, load, ctx)
+    out = section(NAME, TITLE, ctx)
     out.tables.append(table)
     out.targets.append(
         Target(f"≥ {TARGET:.0%} of the floor's rows/s", f"{share:.0%}", share >= TARGET)

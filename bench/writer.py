@@ -12,7 +12,6 @@ atomically. Runs alternate between the two. Also reported: the latency of single
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import tempfile
 import time
@@ -27,6 +26,7 @@ from bench.report import Section, Table, Target, median, p99
 from resctrl_pipeline.messages import OccupancyBatch
 from resctrl_pipeline.schema import arrow_schema
 from resctrl_pipeline.sink import ParquetSink
+from resctrl_pipeline.sink.policy import FLUSH_ROWS
 
 __all__ = ["NAME", "TITLE", "add_arguments", "make_batches", "run", "skip_reason"]
 
@@ -40,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--batches", type=int, default=400)
     parser.add_argument("--batch-rows", type=int, default=500)
-    parser.add_argument("--row-group", type=int, default=65_536, help="rows per flush")
+    parser.add_argument(
+        "--row-group", type=int, default=FLUSH_ROWS, help="rows per flush (default: the writer's)"
+    )
     parser.add_argument("--journal", default="zstd", help="journal codec: zstd, lz4 or none")
 
 
@@ -125,7 +127,6 @@ def _timed(fn: Callable[[str], object], parent: str) -> float:
 
 def run(ctx: Context, args: argparse.Namespace) -> Section:
     """Alternate floor and sink runs; the target is ≥ 50 % of the floor's rows/s."""
-    load = os.getloadavg()[0]
     runs, count, size, row_group = args.runs, args.batches, args.batch_rows, args.row_group
     if ctx.quick:
         runs, count, size, row_group = 1, 20, 100, 1000
@@ -161,7 +162,7 @@ def run(ctx: Context, args: argparse.Namespace) -> Section:
         f"max {max(adds) * 1e3:.2f} ms (the maximum is a flush)."
     )
     share = floor / median(sink_t)
-    out = section(NAME, TITLE, load, ctx)
+    out = section(NAME, TITLE, ctx)
     out.tables.append(table)
     out.targets.append(
         Target(f"≥ {TARGET:.0%} of the floor's rows/s", f"{share:.0%}", share >= TARGET)

@@ -1,39 +1,89 @@
 """The benchmark suite's bookkeeping (no benchmark runs here, and nothing is timed).
 
 CI runs the suite itself as ``scripts/bench.py all --quick``; these tests pin what
-that cannot show: regenerating ``docs/benchmarks.md`` keeps the hand-written part and
-the blocks of benchmarks that did not run.
+that cannot show: regenerating ``docs/benchmarks.md`` keeps the hand-written part,
+a whole run replaces every generated section under one stamp, and a benchmark re-run
+alone replaces only its own section, which then carries its own stamp.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from bench.report import MARKER, Facts, Section, Table, Target, fit_slope, p99, splice
+from bench.report import (
+    MARKER,
+    Section,
+    Spread,
+    Stamp,
+    Table,
+    Target,
+    fit_slope,
+    p99,
+    splice,
+    summary,
+)
 
-FACTS = Facts("2026-01-01 00:00 UTC", "cpu", 2, "6.1", "3.11.7", "1024/4096", 0.5, 0.7)
+STAMP = Stamp("2026-01-01 00:00 UTC", "cpu", 2, "6.1", "3.11.7", "1024/4096", 0.5, 0.7, 20.0)
+LATER = Stamp("2026-01-02 08:00 UTC", "cpu", 2, "6.1", "3.11.7", "1024/4096", 3.0, 4.0, 2.0)
 
 
-def _section(name: str, value: str) -> Section:
+def _section(name: str, value: str, load: tuple[float, float] = (1.0, 2.0)) -> Section:
     table = Table("t", ["path", "median ms"])
     table.add("x", value)
-    return Section(name, f"Title {name}", FACTS, [table], [Target("goal", value, True)])
+    return Section(name, f"Title {name}", [table], [Target("goal", value, True)], load=load)
 
 
-def test_splice_keeps_the_intro_and_other_blocks_and_orders_them() -> None:
+def test_a_whole_run_rebuilds_every_section_under_one_stamp() -> None:
     intro = "# Benchmarks\n\nHand-written.\n\n"
-    first = splice(intro, [_section("b", "1"), _section("a", "2")], ["a", "b"])
-    assert first.startswith(intro + MARKER)
-    assert first.index("<!-- bench:a -->") < first.index("<!-- bench:b -->")
-    second = splice(first, [_section("b", "3")], ["a", "b"])
-    assert second.startswith(intro + MARKER)
-    assert "| x | 2 |" in second and "| x | 3 |" in second and "| x | 1 |" not in second
-    assert splice(second, [_section("b", "3")], ["a", "b"]) == second
+    older = splice(intro, [_section("gone", "9"), _section("a", "8")], ["a", "b"], LATER, True)
+    doc = splice(
+        older,
+        [_section("b", "1", (1.25, 1.5)), _section("a", "2", (1.5, 1.75))],
+        ["a", "b"],
+        STAMP,
+        True,
+    )
+    assert doc.startswith(intro + MARKER)
+    generated = doc.partition(MARKER)[2]
+    # One stamp for the run, before every section; each section its own load average.
+    assert generated.count(STAMP.line()) == 1
+    assert LATER.date not in generated
+    assert generated.index(STAMP.line()) < generated.index("<!-- bench:a -->")
+    assert generated.index("<!-- bench:a -->") < generated.index("<!-- bench:b -->")
+    assert "load average during this benchmark 1.50 → 1.75" in generated
+    assert "load average during this benchmark 1.25 → 1.50" in generated
+    # Nothing of the older run survives, not even a benchmark this run did not have.
+    assert "bench:gone" not in generated and "| x | 8 |" not in generated
+    assert "| a | goal | 2 | met |" in generated  # the summary of targets
+    assert "load average 0.50 → 0.70 · took 20.0 min" in STAMP.line()
+
+
+def test_a_benchmark_run_alone_replaces_its_section_only_with_its_own_stamp() -> None:
+    intro = "# Benchmarks\n\nHand-written.\n\n"
+    whole = splice(intro, [_section("a", "1"), _section("b", "2")], ["a", "b"], STAMP, False)
+    whole = splice(whole, [_section("a", "1"), _section("b", "2")], ["a", "b"], STAMP, True)
+    alone = splice(whole, [_section("b", "3")], ["a", "b"], LATER, False)
+    assert alone.startswith(intro + MARKER)
+    assert "| x | 1 |" in alone and "| x | 3 |" in alone and "| x | 2 |" not in alone
+    assert alone.count(STAMP.line()) == 1  # the run block is kept
+    block_b = alone[alone.index("<!-- bench:b -->") :]
+    assert LATER.line() in block_b
+    assert splice(alone, [_section("b", "3")], ["a", "b"], LATER, False) == alone
 
 
 def test_splice_without_marker_keeps_the_whole_document() -> None:
-    out = splice("# Old notes\n", [_section("a", "1")], ["a"])
+    out = splice("# Old notes\n", [_section("a", "1")], ["a"], STAMP, True)
     assert out.startswith("# Old notes\n\n" + MARKER)
+
+
+def test_a_skipped_benchmark_says_so_in_its_section_and_the_summary() -> None:
+    skipped = Section("nri", "NRI", skipped="needs FUSE: not root")
+    assert "skipped: needs FUSE: not root" in skipped.markdown()
+    rows = summary([skipped, _section("a", "1")]).rows
+    assert rows == [
+        ["nri", "—", "skipped: needs FUSE: not root", "n/a"],
+        ["a", "goal", "1", "met"],
+    ]
 
 
 def test_statistics() -> None:
@@ -41,5 +91,10 @@ def test_statistics() -> None:
     assert p99([3.0, 1.0, 2.0]) == 3.0
     assert fit_slope([100, 500, 2000], [1.0, 5.0, 20.0]) == pytest.approx(0.01)
     assert fit_slope([5, 5], [1.0, 2.0]) == 0.0
+    spread = Spread.of([0.007, 0.0036, 0.004])
+    assert (spread.low, spread.mid, spread.high) == (0.0036, 0.004, 0.007)
+    assert spread.text() == "3.60 / 4.00 / 7.00"
     with pytest.raises(ValueError):
         p99([])
+    with pytest.raises(ValueError):
+        Spread.of([])

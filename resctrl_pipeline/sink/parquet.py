@@ -35,6 +35,7 @@ from resctrl_pipeline.sink.directory import OutputDirectory
 from resctrl_pipeline.sink.errors import BatchRejected, SinkClosed, write_error_reason
 from resctrl_pipeline.sink.outage import Outage
 from resctrl_pipeline.sink.policy import (
+    FLUSH_ROWS,
     FlushPolicy,
     RotateReason,
     RotationPolicy,
@@ -107,7 +108,7 @@ class ParquetSink:
         max_file_bytes: int = 256 * 1024 * 1024,
         rotate_interval: float = 3600.0,
         clock: Callable[[], float] = time.time,
-        flush_rows: int = 65_536,
+        flush_rows: int = FLUSH_ROWS,
         flush_bytes: int = 32 * 1024 * 1024,
         retry_interval: float = 5.0,
         journal_compression: str | None = "zstd",

@@ -23,6 +23,7 @@ from resctrl_pipeline.errors import ConfigError
 
 __all__ = [
     "FINAL_SUFFIX",
+    "FLUSH_ROWS",
     "JOURNAL_SUFFIX",
     "MAX_NODE_CHARS",
     "MAX_PREFIX_CHARS",
@@ -43,6 +44,10 @@ __all__ = [
 FINAL_SUFFIX = ".parquet"
 PARTIAL_SUFFIX = ".partial"
 JOURNAL_SUFFIX = ".journal"
+
+#: Buffered rows that trigger a flush by default, hence the row-group size of the files
+#: the writer actor writes (the benchmarks' floors use it too, so both sides match).
+FLUSH_ROWS = 65_536
 
 #: Bounds that keep the longest name (dot + prefix + node + 26 + suffixes) far below
 #: the 255-byte limit of common filesystems.
