@@ -132,7 +132,8 @@ def test_methods_events_edges_and_timers_are_labels_not_names() -> None:
         "sampler", 10, 100.0,
         counters={"nri_requests.Synchronize": 2, "nri_requests.other": 5,
                   "nri_event.START_CONTAINER": 7, "sent_occupancy": 9,
-                  "missed_ticks_sample": 1, "nri_fast_path.ok": 3, "bytes_written": 4096},
+                  "missed_ticks_sample": 1, "nri_fast_path.ok": 3, "bytes_written": 4096,
+                  "hook_errors_on_message": 2},
         gauges={"last_sample_seconds": 150.0},
     )  # fmt: skip
     fams = _families(v)
@@ -150,6 +151,8 @@ def test_methods_events_edges_and_timers_are_labels_not_names() -> None:
             1.0) in text  # fmt: skip
     assert ("resctrl_pipeline_nri_fast_path", (("actor", "sampler"), ("outcome", "ok")),
             3.0) in text  # fmt: skip
+    assert ("resctrl_pipeline_hook_errors", (("actor", "sampler"), ("hook", "on_message")),
+            2.0) in text  # fmt: skip
     assert fams["resctrl_pipeline_last_sample_timestamp_seconds"].type == "gauge"
     assert fams["resctrl_pipeline_written_bytes"].type == "counter"  # unit last, then _total
     assert not [n for n in fams if "Synchronize" in n or "START_CONTAINER" in n]
