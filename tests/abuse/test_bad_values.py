@@ -76,6 +76,8 @@ BAD: dict[str, list[str]] = {
     "output.s3_path_style": ['"maybe"', "2", '""'],
     "output.per_domain": ['"maybe"', "2", '""'],
     "http.pod_metrics": ['"maybe"', "2", '""'],
+    "output.pod_labels": ['"sp ace"', '["a.b", "a_b"]', "2", '["UPPER.example/x"]', '[1]',
+                          "[" + ", ".join(f'"k{i}"' for i in range(33)) + "]"],
     "http.addr": ['"8080"', '"localhost"', '"127.0.0.1:99999"', '":80"', '"h:-1"', "8080"],
     "node.name": ['"a/b"', '"../x"', '"sp ace"', f'"{"n" * 254}"'],
     "log.level": ['"verbose"', '""', "10"],
