@@ -1,4 +1,4 @@
-"""The benchmark suite's bookkeeping (no benchmark runs here, and nothing is timed).
+"""The benchmark suite's bookkeeping (nothing is timed or judged here).
 
 CI runs the suite itself as ``scripts/bench.py all --quick``; these tests pin what
 that cannot show: regenerating ``docs/benchmarks.md`` keeps the hand-written part,
@@ -8,7 +8,12 @@ alone replaces only its own section, which then carries its own stamp.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
+
+from bench.cli import main
 
 from bench.report import (
     MARKER,
@@ -98,3 +103,24 @@ def test_statistics() -> None:
         p99([])
     with pytest.raises(ValueError):
         Spread.of([])
+
+
+@pytest.mark.slow
+def test_a_benchmark_run_alone_updates_its_own_section_of_the_real_page(tmp_path: Path) -> None:
+    page = Path(__file__).parent.parent / "docs" / "benchmarks.md"
+    doc = tmp_path / "benchmarks.md"
+    shutil.copy(page, doc)
+    before = doc.read_text()
+    tiny = ["--pods", "3", "--containers", "1", "--threads", "2", "--runs", "2"]
+    assert main(["reconcile", *tiny, "--write-docs", "--docs", str(doc)]) == 0
+    after = doc.read_text()
+    head, _, generated = after.partition(MARKER)
+    assert head == before.partition(MARKER)[0]
+    block = generated[generated.index("<!-- bench:reconcile -->") :]
+    block = block[: block.index("<!-- /bench:reconcile -->")]
+    assert "3 pods × 1 containers × 2 threads, 2 runs" in block
+    assert "RLIMIT_NOFILE" in block and " · took " in block  # its own run's stamp
+    for other in ("run", "sampler", "steady"):  # every other section kept as it was
+        start = f"<!-- bench:{other} -->"
+        kept = before[before.index(start) : before.index(f"<!-- /bench:{other} -->")]
+        assert kept in after
