@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-
 from bench.report import (
     MARKER,
     Section,
