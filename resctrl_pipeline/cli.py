@@ -153,6 +153,11 @@ def rotate(config_file: str | None, **flags: Any) -> None:
     if writer is None:
         click.echo(f"error: {inst.where}: the pipeline has no writer running", err=True)
         sys.exit(1)
+    if inst.by_http and process_start_ticks(writer.pid) is None:
+        click.echo(f"error: the writer of {inst.where} (pid {writer.pid}) is not a process "
+                   "here (another machine or container?): run rotate where the pipeline "
+                   "runs, e.g. with kubectl exec", err=True)  # fmt: skip
+        sys.exit(1)
     try:
         if "supervisor" in inst.processes and process_start_ticks(writer.pid) is None:
             # The supervisor runs (checked by _locate) but the writer is gone: restarting.

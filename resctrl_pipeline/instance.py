@@ -68,6 +68,8 @@ class Instance:
     where: str
     http_url: str
     processes: dict[str, Target] = field(default_factory=dict)
+    #: Found by HTTP address: its pids may be of another machine or PID namespace.
+    by_http: bool = False
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -226,7 +228,7 @@ def _from_http_addr(addr: str) -> Instance:
         pid, at = a.get("pid"), a.get("started_at")
         if isinstance(pid, int) and pid > 0 and a.get("running"):
             procs[name] = Target(str(name), pid, None, float(at) if at else None)
-    return Instance(f"the pipeline at {url}", url, procs)
+    return Instance(f"the pipeline at {url}", url, procs, by_http=True)
 
 
 def _rank(origin: str) -> int:
