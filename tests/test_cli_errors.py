@@ -97,3 +97,34 @@ def test_unusable_directories_are_named(tmp_path: Path) -> None:
     one_line(cli("up", "--runtime-dir", str(tmp_path / "run"), "--output",
                  str(tmp_path / "file" / "out"), "--http-addr", "127.0.0.1:0"), 1,
              f"output dir {tmp_path / 'file' / 'out'} is not a directory")  # fmt: skip
+
+
+def test_rotate_by_address_of_a_pipeline_elsewhere_says_to_run_it_there() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that is no process here, as one in another container
+    body = json.dumps({"ready": True, "actors": {"writer": {
+        "pid": gone.pid, "running": True, "started_at": 1.0}}}).encode()  # fmt: skip
+
+    class Status(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = HTTPServer(("127.0.0.1", 0), Status)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        one_line(cli("rotate", "--http-addr", f"127.0.0.1:{port}"), 1,
+                 f"(pid {gone.pid}) is not a process here (another machine or container?): "
+                 "run rotate where the pipeline runs")  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
