@@ -400,3 +400,28 @@ def test_l3_profile_pods_in_an_rdt_class_on_abmc(harness: Harness) -> None:
     assert tree.group_of(plain.proc.pid if plain.proc else 0) == group_name(plain)
     with open(os.path.join(harness.node.resctrl_root, "info", "L3_MON", "num_mbm_cntrs")) as f:
         assert f.read() == "0=32;1=32\n"
+
+
+def test_l3_3_busy_occupancy_varies_over_time_and_exceeds_an_idle_pods(harness: Harness) -> None:
+    """Occupancy comes from the workload (the emulator derives it from each group's
+    CPU use; nothing is pinned here): a CPU-bound pod's value changes from tick to tick
+    and stays above an idle pod's."""
+    harness.start()
+    harness.wait_ready()
+    busy, idle = harness.node.new_pod("busy"), harness.node.new_pod("idle")
+    for pod in (busy, idle):
+        harness.node.start_pod(pod)
+
+    def series() -> dict[str, list[int]] | None:
+        out: dict[str, list[int]] = {busy.uid: [], idle.uid: []}
+        for r in sorted(harness.rotate_and_rows(), key=lambda r: int(str(r["timestamp"]))):
+            if r["pod_uid"] in out:
+                out[str(r["pod_uid"])].append(int(str(r["llc_occupancy_bytes"])))
+        enough = all(len(v) >= 10 for v in out.values())
+        return out if enough and len(set(out[busy.uid])) >= 4 else None
+
+    values = poll_until(series, 60, interval=1, what="10 rows of each pod, 4 busy values")
+    b, i = values[busy.uid], values[idle.uid]
+    assert len(set(b)) >= 4, f"busy occupancy does not vary: {b}"
+    assert sorted(b)[len(b) // 2] > max(i), f"busy {b} not above idle {i}"
+    assert harness.node.stop_pipeline() == 0
