@@ -11,7 +11,8 @@ How each runs:
   (``data/node=demo-node/date=<day>/<file>``); the documented default output
   directory ``/var/lib/resctrl-pipeline`` stands for the demo's output directory;
 * sh blocks run one by one with ``bash -euo pipefail`` from the repository root (as
-  a user in a clone), with ``.venv/bin`` first on PATH.
+  a user in a clone), with ``.venv/bin`` first on PATH; ``/var/lib/resctrl-pipeline``
+  stands for the demo's output directory here too.
 
 Outputs are not compared (the demo's numbers differ from run to run); a block that
 raises or exits non-zero fails the test, naming the page and line.
@@ -124,10 +125,11 @@ def run_python(page_blocks: list[Block], cwd: Path,
                           text=True, timeout=300, check=False)  # fmt: skip
 
 
-def run_sh(block: Block) -> subprocess.CompletedProcess[str]:
+def run_sh(block: Block, output: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PATH"] = f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=REPO, env=env,
+    text = block.text.replace(DEFAULT_OUTPUT, str(output))
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", text], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
 
 
@@ -141,7 +143,7 @@ def test_doc_snippets_run_against_a_demo(page: str, demo_output: Path, tmp_path:
         result = run_python(py, workdir(demo_output, tmp_path), demo_output)
         assert result.returncode == 0, f"{page}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     for block in (b for b in page_blocks if b.lang == "sh"):
-        result = run_sh(block)
+        result = run_sh(block, demo_output)
         assert result.returncode == 0, (
             f"{page}:{block.line}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         )
