@@ -117,6 +117,9 @@ def plot(
             bucket = others.setdefault(ts // 1_000_000_000, [0.0, 0.0])
             bucket[0] += occ / 2**20
             bucket[1] += 0.0 if rate is None else rate / 1e6
+    for uid, (ts, occ, rate) in series.items():  # time order, whatever the file order
+        order = sorted(range(len(ts)), key=ts.__getitem__)
+        series[uid] = ([ts[i] for i in order], [occ[i] for i in order], [rate[i] for i in order])
     cmap = plt.get_cmap("tab10")
     for i, r in enumerate(chosen):
         if r.key not in series:
