@@ -238,7 +238,14 @@ def test_permission_problem_is_loud(node: Node, caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.WARNING):
         assert core.handle(node.start_pod("p1"), now=0) == [GroupState("p1", None, 0, 0)]
     assert "permission" in caplog.text
-    assert core.statistics().counters["permission_errors"] == 1
+    stats = core.statistics()
+    assert stats.counters["permission_errors"] == 1
+    # Not ready while resctrl refuses the agent, saying why; ready again once it lets in.
+    assert stats.ready == {"resctrl_access": False}
+    assert "permission denied" in stats.info["resctrl_access"]
+    core.on_retry_timer(now=10)
+    assert node.group("p1") is not None
+    assert core.statistics().ready == {"resctrl_access": True}
 
 
 def test_hostile_uids_are_rejected_counted_and_logged_once(

@@ -282,8 +282,10 @@ class Reconciler(Core):
 
         ``rmid_capacity`` is ``info/L3_MON/num_rmids`` (the root group uses one); it is
         absent while unreadable. ``synced`` is 1 once the first lifecycle snapshot
-        arrived (before it nothing is removed). No readiness flag: a reconciler
-        waiting for its first snapshot still places threads.
+        arrived (before it nothing is removed); a reconciler waiting for its first
+        snapshot still places threads. Readiness flag ``resctrl_access``: false while a
+        pod has no group because resctrl refused the agent (EACCES/EPERM: a node-level
+        problem, e.g. a read-only mount or missing privileges); its info says so.
         """
         if self._capacity is None:
             self._capacity = self._groups.num_rmids()
@@ -310,7 +312,20 @@ class Reconciler(Core):
         if self._capacity is not None:
             gauges["rmid_capacity"] = self._capacity
         gauges.update(self._assigner.gauges(pods))
-        return Stats(counters={k: float(v) for k, v in self._counters.items()}, gauges=gauges)
+        denied = sum(p.failure == "permission" for p in pods)
+        gauges["pods_permission_denied"] = denied
+        info = {}
+        if denied:
+            info["resctrl_access"] = (
+                f"resctrl refused to create the monitoring group of {denied} pod(s): "
+                "permission denied (needs root and a writable resctrl mount); retrying"
+            )
+        return Stats(
+            counters={k: float(v) for k, v in self._counters.items()},
+            gauges=gauges,
+            ready={"resctrl_access": not denied},
+            info=info,
+        )
 
     def health_line(self) -> str:
         """One log line summarising groups, RMIDs and reconciliation."""

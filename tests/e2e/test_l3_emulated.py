@@ -7,6 +7,7 @@ multi-domain). Parquet artifacts are kept under ``$RP_E2E_ARTIFACTS`` when set.
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import shutil
@@ -424,4 +425,31 @@ def test_l3_3_busy_occupancy_varies_over_time_and_exceeds_an_idle_pods(harness: 
     b, i = values[busy.uid], values[idle.uid]
     assert len(set(b)) >= 4, f"busy occupancy does not vary: {b}"
     assert sorted(b)[len(b) // 2] > max(i), f"busy {b} not above idle {i}"
+    assert harness.node.stop_pipeline() == 0
+
+
+def test_l3_5_resctrl_refusing_the_agent_is_not_ready_says_why_and_recovers(
+    harness: Harness,
+) -> None:
+    """EACCES from resctrl (a read-only mount, missing privileges) when creating a pod's
+    group: /ready 503 naming the permission problem, a log line saying why, no actor
+    restarted; once resctrl lets the agent in again, the pod is monitored and ready."""
+    harness.start()
+    harness.wait_ready()
+    pids = dict(harness.node.pids()["actors"])
+    harness.node.fs.tree.fail_next("mkdir", errno.EACCES, times=8)  # ~8 retries at 1 s
+    pod = harness.node.new_pod("idle")
+    harness.node.start_pod(pod)
+
+    def refused() -> str:
+        code, body = harness.node.http("/ready")
+        return body if code == 503 and "permission denied" in body else ""
+
+    body = poll_until(refused, 20, interval=0.1, what="/ready 503 naming the permission problem")
+    assert "resctrl_access" in body, body
+    poll_until(lambda: "Permission denied" in harness.log_text(), 10, what="a log line why")
+    harness.wait_ready(40)
+    poll_until(lambda: group_name(pod) in harness.node.fs.tree.groups(), 20, what="its group")
+    assert harness.node.pids()["actors"] == pids, "an actor was restarted"
+    assert harness.node.fs.tree.pending_faults() == {}
     assert harness.node.stop_pipeline() == 0
