@@ -204,7 +204,9 @@ def fetch_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             doc = json.load(resp)
     except urllib.error.HTTPError as err:
-        raise InstanceError(f"{url} answered {err.code} {err.reason}") from err
+        # The pipeline's answers say why in their first line (e.g. per-pod data is off).
+        why = err.read(300).decode("utf-8", "replace").strip().split("\n")[0] or err.reason
+        raise InstanceError(f"{url} answered {err.code}: {why}") from err
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise InstanceError(f"cannot reach the pipeline at {url}: {reason}") from err

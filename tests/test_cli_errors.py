@@ -128,3 +128,20 @@ def test_rotate_by_address_of_a_pipeline_elsewhere_says_to_run_it_there() -> Non
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_top_says_why_the_pipeline_has_no_per_pod_data(short_tmp: str) -> None:
+    from tests.integration.pipeline import RunningPipeline
+    from tests.support import make_resctrl_tree
+
+    tmp_path = Path(short_tmp)  # socket paths must stay short
+    make_resctrl_tree(str(tmp_path / "resctrl"))
+    p = RunningPipeline(str(tmp_path / "run"), ["--actors", "writer", "--output",
+                        str(tmp_path / "out"), "--resctrl-root", str(tmp_path / "resctrl")],
+                        str(tmp_path / "up.log"), env={"RESCTRL_POD_METRICS": "false"})  # fmt: skip
+    try:
+        p.wait_serving(("writer",))
+        why = "/pods answered 404: per-pod metrics are off (http.pod_metrics = false)"
+        one_line(cli("top", "--once", "--runtime-dir", str(tmp_path / "run")), 1, why)
+    finally:
+        p.kill()
