@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from resctrl_pipeline.supervise.policy import RestartPolicy
 
 
@@ -58,3 +60,56 @@ def test_actors_are_independent() -> None:
     assert not p.exited("a", 1).give_up
     assert not p.exited("b", 1).give_up
     assert p.exited("a", 2).give_up
+
+
+def test_default_policy_backs_off_to_30_s_and_gives_up_at_the_11th_exit_in_5_min() -> None:
+    """The defaults users get (first back-off 0.5 s, doubling up to 30 s; more than 10
+    restarts within 300 s: give up), on a monotonic clock far from zero."""
+    p = RestartPolicy()
+    now, delays = 100_000.0, []
+    for _ in range(10):
+        p.started("a", now)
+        now += 1  # crashes a second after each start
+        d = p.exited("a", now)
+        assert not d.give_up
+        delays.append(d.restart_at - now)
+        now = d.restart_at
+    assert delays == [0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30]
+    assert now - 100_000 < 300  # (the ten restarts all fall within the window)
+    p.started("a", now)
+    d = p.exited("a", now + 1)
+    assert d.give_up and "a exited 11 times within 300s" in d.reason
+
+
+def test_default_window_counts_restarts_of_the_last_300_s_exactly() -> None:
+    p = RestartPolicy()
+    for i in range(10):
+        p.started("a", 1000.0 + i)
+        assert not p.exited("a", 1000.0 + i).give_up
+    # 300 s after the first exit it still counts (the 11th gives up) ...
+    q = RestartPolicy()
+    for i in range(10):
+        q.started("a", 1000.0 + i)
+        q.exited("a", 1000.0 + i)
+    assert q.exited("a", 1300.0).give_up
+    # ... a moment later it has left the window.
+    assert not p.exited("a", 1300.001).give_up
+    assert p.restarts("a") == 10
+
+
+def test_default_stable_run_is_60_s() -> None:
+    p = RestartPolicy()
+    p.started("a", 5000.0)
+    assert p.exited("a", 5001.0).restart_at == 5001.5
+    p.started("a", 5001.5)
+    assert p.exited("a", 5002.0).restart_at == 5003.0  # second quick crash: 1 s
+    p.started("a", 5003.0)
+    assert p.exited("a", 5063.0).restart_at == 5063.5  # up exactly 60 s: back to 0.5 s
+    p.started("a", 5063.5)
+    assert p.exited("a", 5123.0).restart_at == 5124.0  # up 59.5 s: the streak goes on
+
+
+def test_a_decision_is_immutable() -> None:
+    d = RestartPolicy().exited("a", 1.0)
+    with pytest.raises(AttributeError):
+        d.give_up = True  # type: ignore[misc]
