@@ -208,3 +208,50 @@ def test_missing_path_and_unreadable_file(tmp_path: Path) -> None:
     bad = run(str(tmp_path))
     assert bad.exit_code == 1 and "not a readable Parquet file" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_mbm_rate_skips_first_samples_resets_and_nulls() -> None:
+    import pyarrow as pa
+
+    from resctrl_pipeline.report.ranking import with_mbm_rate
+    from resctrl_pipeline.report.source import COLUMNS
+
+    s = 10**9
+    rows = {  # two pods interleaved; pod b's counter resets, then is null once
+        "pod_uid": ["a", "b", "a", "b", "a", "b", "b"],
+        "timestamp": [0, 0, s, s, 3 * s, 2 * s, 3 * s],
+        "mbm_total_bytes": [100, 5000, 1100, 6000, 4100, 10, None],
+    }
+    cols = {f.name: rows.get(f.name, [None] * 7) for f in COLUMNS}
+    cols["start_timestamp"] = cols["timestamp"]
+    cols["llc_occupancy_bytes"] = [1] * 7
+    table = with_mbm_rate(pa.table(cols, schema=COLUMNS))
+    got = sorted(zip(table.column("pod_uid").to_pylist(), table.column("timestamp").to_pylist(),
+                     table.column("mbm_rate").to_pylist(), strict=True))  # fmt: skip
+    assert got == [("a", 0, None), ("a", s, 1000.0), ("a", 3 * s, 1500.0),
+                   ("b", 0, None), ("b", s, 1000.0), ("b", 2 * s, None), ("b", 3 * s, None)]
+
+
+def test_files_without_mbm_or_l3_metadata_still_rank_and_plot(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from resctrl_pipeline import schema
+
+    names = schema.column_names(False)  # the nine fixed columns of schema version 1
+    n = 20
+    stamps = [i * 10**9 for i in range(n)]
+    table = pa.table({
+        "start_timestamp": stamps, "timestamp": stamps,
+        "pod_namespace": ["ns"] * n, "pod_name": ["web"] * n, "pod_uid": ["u1"] * n,
+        "resctrl_group": ["/g"] * n, "total_containers": [1] * n, "reconciled_containers": [1] * n,
+        "llc_occupancy_bytes": [2**20] * n,
+    }).select(list(names))  # fmt: skip
+    pq.write_table(table, tmp_path / "old.parquet")
+    rows = ranking(str(tmp_path))
+    assert [(r["pod"], r["occupancy_mean"], r["mbm_rate_mean"], r["node"]) for r in rows] == [
+        ("web", 2**20, None, None)]  # fmt: skip
+    pytest.importorskip("matplotlib")
+    result = run(str(tmp_path), "--plot", str(tmp_path / "p.png"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
