@@ -421,6 +421,8 @@ def report(
         shown = ranking if top == 0 else ranking[:top]
         click.echo(rep.render(shown, by, fmt))
         note = f"{table.num_rows} rows from {found.files} of {found.files_found} file(s)"
+        if table.num_rows == 0:
+            note += " (no row matches --since/--until/--node/--namespace)"
         if live.in_progress_rows:
             note += (f", including {live.in_progress_rows} rows from the file in progress "
                      f"({', '.join(live.in_progress_files)})")  # fmt: skip

@@ -208,6 +208,15 @@ def test_missing_path_and_unreadable_file(tmp_path: Path) -> None:
     bad = run(str(tmp_path))
     assert bad.exit_code == 1 and "not a readable Parquet file" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+    for args, message in [
+        (["s3://Bad_Bucket/x"], "error: s3://Bad_Bucket/x: not a valid bucket name\n"),
+        (["s3://bkt/x", "--s3-endpoint", "ftp://h"],
+         "error: --s3-endpoint 'ftp://h': expected http(s)://host[:port]\n"),
+        (["s3://bkt/x", str(tmp_path)], "error: give one s3://bucket/prefix, or local paths, "
+                                        "not both\n"),
+    ]:  # fmt: skip
+        result = run(*args)
+        assert (result.exit_code, result.stderr) == (1, message)
 
 
 def test_mbm_rate_skips_first_samples_resets_and_nulls() -> None:

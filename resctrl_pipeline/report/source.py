@@ -167,7 +167,13 @@ def _visible_parquet(info: pafs.FileInfo, base: str) -> bool:
 def _open_s3(url: str, endpoint: str, region: str) -> Source:
     # Imported here: local reports need neither the S3 module nor its settings.
     from resctrl_pipeline.errors import ConfigError
-    from resctrl_pipeline.storage.s3 import S3Location, S3Settings, filesystem, region_from
+    from resctrl_pipeline.storage.s3 import (
+        S3Location,
+        S3Settings,
+        filesystem,
+        region_from,
+        upload_reason,
+    )
 
     try:
         location = S3Location.parse(url, key="PATH")
@@ -176,11 +182,14 @@ def _open_s3(url: str, endpoint: str, region: str) -> Source:
         ))  # fmt: skip
         infos = fs.get_file_info(pafs.FileSelector(location.path, recursive=True))
     except ConfigError as err:
-        raise ReportError(str(err)) from err
+        # Name what the user typed: the URL, or the option (--s3-endpoint, ...).
+        option = "--" + err.key.removeprefix("output.").replace("_", "-")
+        where = url if err.key == "PATH" else f"{option} {err.value!r}"
+        raise ReportError(f"{where}: {err.reason}") from err
     except FileNotFoundError as err:
         raise ReportError(f"{url}: no such bucket or prefix") from err
     except OSError as err:
-        raise ReportError(f"{url}: cannot list: {' '.join(str(err).split())}") from err
+        raise ReportError(f"{url}: cannot list: {upload_reason(err)}") from err
     files = sorted(i.path for i in infos if _visible_parquet(i, location.path))
     return Source(fs, location.path, files, [])
 
