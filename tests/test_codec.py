@@ -95,3 +95,48 @@ def test_huge_announced_length_does_not_allocate() -> None:
 def test_random_bytes_never_crash(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         codec.decode(data)
+
+
+def _roundtrip(msg: m.Message) -> m.Message:
+    body: m.Message = codec.decode(codec.encode(msg)).body
+    return body
+
+
+def test_a_sampler_batch_roundtrips_and_so_does_an_empty_one() -> None:
+    cols = {
+        "start_timestamp": [1, 1, 1],
+        "pod_namespace": ["a", None, "c"],
+        "pod_uid": ["u1", "u2", "u3"],
+        "llc_occupancy_bytes": [0, 4096, 2**40],
+        "mbm_total_bytes": [None, 5, 6],
+    }
+    assert _roundtrip(m.OccupancyBatch(cols)) == m.OccupancyBatch(cols)
+    assert _roundtrip(m.OccupancyBatch({})) == m.OccupancyBatch({})
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [{"a": [1], "b": [1, 2]}, {"a": [1], "b": 1}, {"a": "abc"}, ["a"]],
+    ids=["uneven", "scalar", "string", "not-a-map"],
+)
+def test_a_batch_of_the_wrong_shape_is_refused(columns: object) -> None:
+    with pytest.raises(DecodeError, match="columns"):
+        codec.decode(_raw({"columns": columns}, kind="OccupancyBatch"))
+
+
+def test_messages_up_to_the_limits_pass() -> None:
+    """Big but legal messages get through: a batch of several MiB (thousands of pods),
+    a 1 MiB string, a column of 4 Mi values; one more string byte or value is refused."""
+    rows = 60_000
+    big = m.OccupancyBatch({"pod_uid": [f"{i:036d}" for i in range(rows)], "x": [7] * rows})
+    data = codec.encode(big)
+    assert len(data) > 2 << 20
+    assert codec.decode(data).body == big
+    limit = 1 << 20
+    assert _roundtrip(m.PodDown("u" * limit)) == m.PodDown("u" * limit)
+    with pytest.raises(DecodeError):
+        _roundtrip(m.PodDown("u" * (limit + 1)))
+    items = 4 << 20
+    assert len(_roundtrip(m.OccupancyBatch({"x": [0] * items})).columns["x"]) == items  # type: ignore[attr-defined]
+    with pytest.raises(DecodeError):
+        _roundtrip(m.OccupancyBatch({"x": [0] * (items + 1)}))
