@@ -99,6 +99,9 @@ class ThreadPlacer:
         gone: set[int] = set()  # ESRCH: exited between listing and writing
         refused: set[int] = set()  # the kernel said no; tried again next pass
         seen: set[str] = set()
+        if not live:
+            self._check_exists(pod, now)
+            return seen
         pending, recreated, rounds = live, False, 0
         while pending:
             try:
@@ -123,6 +126,17 @@ class ThreadPlacer:
                 c.reconciled = False
             return None
         return seen
+
+    def _check_exists(self, pod: Pod, now: float) -> None:
+        """A pod with nothing to place: is its group still there (a runtime's prune
+        removes empty MON groups)? Made again if not."""
+        try:
+            self._groups.tasks(pod.name)
+        except GroupVanished:
+            self._pod_groups.recreate(pod, now)
+        except ResctrlWriteError as err:
+            self._counters["tasks_read_errors"] += 1
+            log.error("cannot read tasks of %s: %s", pod.name, err)
 
     def _members(
         self, pod: Pod, ctrl: str, members: dict[str, set[int] | None]

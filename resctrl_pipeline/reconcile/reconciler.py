@@ -245,7 +245,8 @@ class Reconciler(Core):
     def _check_pod(self, pod: Pod, now: float) -> None:
         """The pass's work for one pod: every container's threads, and the removal of
         its group in a class none of its threads is in any more."""
-        seen = self._sync_pod(pod, list(pod.containers.values()), now)
+        self._book.dirty.add(pod.uid)
+        seen = self._placer.sync(pod, list(pod.containers.values()), now, self._class_of)
         if seen is None:
             return  # incomplete: keep every group
         for ctrl in pod.class_groups - seen:

@@ -461,11 +461,15 @@ class ReconcilerMachine(RuleBasedStateMachine):
 
 
 def run_machine(
-    kernel_factory: Callable[[], FakeKernel], max_examples: int, steps: int = 40
+    kernel_factory: Callable[[], FakeKernel],
+    max_examples: int,
+    steps: int = 40,
+    machine: Callable[[], ReconcilerMachine] | None = None,
 ) -> None:
-    """Run the machine against a kernel (a new one per example, closed at teardown)."""
+    """Run the machine against a kernel (a new one per example, closed at teardown);
+    ``machine`` builds a variant of it instead."""
     run_state_machine_as_test(
-        lambda: ReconcilerMachine(kernel_factory),  # type: ignore[arg-type]
+        machine or (lambda: ReconcilerMachine(kernel_factory)),  # type: ignore[arg-type]
         settings=settings(
             max_examples=max_examples,
             stateful_step_count=steps,
