@@ -14,6 +14,7 @@ such skip is a failure instead: nothing passes silently (``tests/prerequisites.p
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
@@ -25,6 +26,9 @@ from tests.e2e.containerd.daemon import Containerd, launch
 from tests.e2e.containerd.install import HarnessUnavailable
 from tests.prerequisites import unavailable
 
+#: The containerd generation the run must use ("1.7" or "2.x"), when set (.ci/run).
+CONTAINERD_ENV = "RESCTRL_E2E_CONTAINERD"
+
 
 @pytest.fixture(scope="session")
 def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
@@ -34,6 +38,16 @@ def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]
         daemon = launch(workdir)
     except HarnessUnavailable as err:
         unavailable(f"real-containerd e2e tests: {err}")
+    # CI runs this suite once per containerd generation and says which one it installed:
+    # a run on the wrong one must not pass for the other.
+    want = os.environ.get(CONTAINERD_ENV)
+    if want and str(daemon.installation.major) != want.split(".")[0]:
+        daemon.teardown()
+        pytest.fail(
+            f"${CONTAINERD_ENV}={want} but containerd {daemon.installation.version} is "
+            "installed (scripts/containerd-setup.sh installs one)",
+            pytrace=False,
+        )
     try:
         yield daemon
     finally:

@@ -8,6 +8,7 @@ Needs root and ``scripts/containerd-setup.sh``; skips with the reason otherwise 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -131,13 +132,26 @@ def test_listener_turns_real_events_into_pipeline_messages(
         assert poll_until(lambda: plugin.connected, TIMEOUT), containerd.log_tail()
         pod, (cid,) = pods.run("listened", "e2e-listener", containers=[[]])
         _, pid = cri.container_status(cid)
+        # The pod's labels as containerd reports them: ours, plus any the runtime adds
+        # (containerd adds io.cri-containerd.kind).
+        ours = {"resctrl-pipeline.e2e/harness": "1"}
+
+        def labelled(msg: object) -> object:
+            if isinstance(msg, PodUp | PodLabels) and ours.items() <= msg.labels.items():
+                return replace(msg, labels=ours)
+            return msg
+
         want = [
-            PodUp(pod.uid, "e2e-listener", "listened", pod.cgroup_parent),
-            PodLabels(pod.uid, "e2e-listener", "listened"),
+            PodUp(pod.uid, "e2e-listener", "listened", pod.cgroup_parent, labels=ours),
+            PodLabels(pod.uid, "e2e-listener", "listened", labels=ours),
             ContainerUp(cid, pod.uid, f"{pod.cgroup_parent}/{cid}", pid),
         ]
-        assert poll_until(lambda: all(m in loop.outputs() for m in want), TIMEOUT), (
-            f"missing {[m for m in want if m not in loop.outputs()]}; got {loop.outputs()}"
+
+        def got() -> list[object]:
+            return [labelled(m) for m in loop.outputs()]
+
+        assert poll_until(lambda: all(m in got() for m in want), TIMEOUT), (
+            f"missing {[m for m in want if m not in got()]}; got {loop.outputs()}"
         )
 
 
