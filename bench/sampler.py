@@ -6,6 +6,8 @@ Per sweep over every group (one sampling tick's reading work):
   (the interpreter's share, without parsing);
 * ``python reader``: :class:`PreadReader` alone (pread + parse per counter file);
 * ``sampler tick``: the whole :meth:`Sampler.handle_sample_timer` (reads + columns);
+* ``sampler tick, per_domain``: the same with ``output.per_domain`` on (the
+  ``domains`` column: every value classified per L3 domain);
 * ``fallback``: the same tick when no descriptor may stay open (open/read/close);
 * ``C floor``: a C program doing the same reads with the same descriptor policy.
 
@@ -104,7 +106,7 @@ def _timed(fn: Callable[[], object], sweeps: int) -> list[float]:
 
 
 def _sampler(reader: PreadReader, paths: list[str]) -> Sampler:
-    sampler = Sampler(reader, with_mbm=reader.mbm)
+    sampler = Sampler(reader, with_mbm=reader.mbm, per_domain=reader.per_domain)
     for i, p in enumerate(paths):
         sampler.handle_resctrl_event(GroupState(f"uid-{i}", p, 1, 1))
     return sampler
@@ -146,8 +148,13 @@ def measure(
         fds = [os.open(name, os.O_RDONLY) for name in files] if 2 * len(files) <= budget else []
         hot = _sampler(reader, paths)
         cold = _sampler(PreadReader(mbm=mbm, fd_budget=0), paths)
+        # What the plain reader and the bare descriptors leave of the budget.
+        spare = max(0, budget - min(len(files), budget) - len(fds) - 256)
+        domains_reader = PreadReader(mbm=mbm, per_domain=True, fd_budget=spare)
+        per_domain = _sampler(domains_reader, paths)
         hot.handle_sample_timer()  # steady state: descriptors opened, plan built
         cold.handle_sample_timer()
+        per_domain.handle_sample_timer()
 
         def sweep_reader() -> None:
             for p in paths:
@@ -165,10 +172,12 @@ def measure(
                 out["pread"] += _timed(sweep_pread, sweeps)
             out["reader"] += _timed(sweep_reader, sweeps)
             out["tick"] += _timed(hot.handle_sample_timer, sweeps)
+            out["tick_domains"] += _timed(per_domain.handle_sample_timer, sweeps)
             out["floor_orc"] += c_floor(exe, listing, fb_sweeps, 0)
             out["fallback"] += _timed(cold.handle_sample_timer, fb_sweeps)
         kept = reader.open_fds
         reader.close()
+        domains_reader.close()
         for fd in fds:
             os.close(fd)
         return out, kept, budget
@@ -181,6 +190,7 @@ _ROWS = {
     "pread": ("python: os.pread alone, pre-opened (no parsing)", "floor"),
     "reader": ("python reader (pread)", "floor"),
     "tick": ("sampler tick (pread)", "floor"),
+    "tick_domains": ("sampler tick, output.per_domain on (pread)", "floor"),
     "floor_orc": ("C floor: open/read/close", "floor_orc"),
     "fallback": ("sampler tick (fallback, fd_budget=0)", "floor_orc"),
 }
