@@ -233,3 +233,90 @@ def test_no_pod_summary_when_pod_metrics_are_off() -> None:
     s = Sampler(FakeLlcReader({"/g/a": 100}), sampling_interval=0.1, wall_ns=FakeClock())
     s.on_message("groups", GroupState("a", "/g/a", 1, 1), 0.0)
     assert _summaries(s, [t / 10 for t in range(20)]) == []
+
+
+# --- statistics, health and probe: what the heartbeat and the logs say ------------------
+
+
+def test_statistics_count_ticks_samples_batches_errors_and_failed_pods() -> None:
+    usable = MonitoringInfo("/x", "resctrl", ("llc_occupancy",), 32, True, "")
+    s = Sampler(
+        FakeLlcReader({"/g1": 4096, "/g2": ResctrlReadError("garbage", "/g2: b'x'")}),
+        probe=lambda: usable,
+        with_mbm=False,
+        wall_ns=FakeClock(),
+    )
+    s.handle_resctrl_event(GroupState("ok", "/g1", 1, 1))
+    s.handle_resctrl_event(GroupState("bad", "/g2", 1, 1))
+    s.handle_resctrl_event(GroupState("nogroup", None, 1, 0))
+    batches = [s.handle_sample_timer() for _ in range(3)]
+    assert all(b is not None and b.columns["pod_uid"] == ["ok"] for b in batches)
+    st = s.statistics()
+    assert st.counters == {"samples": 3, "ticks": 3, "batches": 3, "read_errors_garbage": 3}
+    last = batches[-1]
+    assert last is not None
+    assert st.gauges == {
+        "pods": 3,
+        "pods_failed": 1,
+        "last_sample_seconds": last.columns["start_timestamp"][0] / 1e9,
+        "rmid_capacity": 32,
+    }
+
+
+def test_readiness_info_names_the_missing_event() -> None:
+    s = make()
+    s.handle_resctrl_event(GroupSnapshot(()))
+    assert s.statistics().info == {"sampler": "waiting for the first metadata event"}
+    t = make()
+    t.handle_metadata_event(MetadataSnapshot(()))
+    assert t.statistics().info == {"sampler": "waiting for the first group event"}
+    t.handle_resctrl_event(GroupSnapshot(()))
+    st = t.statistics()
+    assert st.info == {} and st.ready == {"sampler": True, "resctrl": True}
+
+
+def test_health_counts_only_pods_with_fewer_reconciled_than_total() -> None:
+    s = make()
+    s.handle_resctrl_event(GroupState("extra", "/g", 1, 2))  # more placed than listed: fine
+    assert s.handle_health_timer() is None
+
+
+def test_probe_runs_on_its_timer_and_logs_each_change_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = MonitoringInfo("/x", "resctrl", ("llc_occupancy",), 32, True, "")
+    bad = MonitoringInfo("/x", None, (), None, False, "/x does not exist")
+    answers = [good, good, bad, bad, good]
+    calls: list[MonitoringInfo] = []
+
+    def probe() -> MonitoringInfo:
+        calls.append(answers[len(calls)])
+        return calls[-1]
+
+    with caplog.at_level(logging.INFO, logger="resctrl_pipeline.sampling"):
+        s = Sampler(FakeLlcReader(), probe=probe, with_mbm=False)
+        s.on_timer("health", 1.0)
+        s.on_timer("sample", 1.0)
+        assert len(calls) == 1  # only the probe timer probes
+        for now in (2.0, 3.0, 4.0, 5.0):
+            s.on_timer("probe", now)
+    assert len(calls) == 5
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        (logging.ERROR, "resctrl monitoring unusable: /x does not exist"),
+        (logging.INFO, "resctrl monitoring is usable again at /x"),
+    ]
+
+
+def test_a_first_probe_that_fails_is_logged() -> None:
+    bad = MonitoringInfo("/x", None, (), None, False, "/x does not exist")
+    logger = logging.getLogger("resctrl_pipeline.sampling")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        Sampler(FakeLlcReader(), probe=lambda: bad, with_mbm=False)
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in records] == ["resctrl monitoring unusable: /x does not exist"]
