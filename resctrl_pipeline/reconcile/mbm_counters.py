@@ -113,9 +113,14 @@ class CounterAssigner:
         for pod in mine:
             self._refresh(pod, events, changed)
         wanted = self._wanted(mine)
+        freed = False
         for pod in mine:  # free first: that is where counters for the wanted come from
             if pod.mbm in ("assigned", "partial") and pod.uid not in wanted:
                 self._set(pod, events, False, changed)
+                freed = True
+        if freed:  # what partial holders gave back counts now (one pass converges)
+            self.budget = self._groups.counter_budget()
+            wanted = self._wanted(mine)
         exhausted = False
         for pod in sorted((p for p in mine if p.uid in wanted), key=self._order):
             if pod.mbm != "assigned" and not exhausted:

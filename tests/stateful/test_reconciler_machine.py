@@ -392,7 +392,10 @@ class ReconcilerMachine(RuleBasedStateMachine):
         faults = self.pending_faults()
         self.drive(lambda: self.core.on_retry_timer(self.now), set())
         clean = self.pending_faults() == faults  # no injected failure hit this pass
-        orphans = {n for n in self.ours() if n[len(PREFIX) :] not in self.cg.pods}
+        # A group's uid: its name after the prefix (after "<class>/" for class groups).
+        orphans = {
+            n for n in self.ours() if n.rpartition("/")[2][len(PREFIX) :] not in self.cg.pods
+        }
         if clean:
             seen = self.orphans_after_passes
             survivors = orphans & seen[0] & seen[1] if len(seen) == 2 else set()

@@ -138,8 +138,10 @@ class ModernMachine(ReconcilerMachine):
 
     @rule()
     def retry_pass(self) -> None:
+        faults = self.pending_faults()
         super().retry_pass()
-        self.pruned = False
+        if self.pending_faults() == faults:  # a clean pass: every group was looked at
+            self.pruned = False
 
     # -- after a clean pass ------------------------------------------------------------------
 
