@@ -102,13 +102,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 _SPAWN_EVENTS = frozenset(
     {"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.system"}
 )
+#: Programs libraries run on their own to find things (matplotlib's font cache:
+#: fc-list; ctypes.util.find_library: ldconfig, ld), once per machine or process.
+_LOOKUPS = frozenset({"fc-list", "ldconfig", "ld"})
 _spawns: list[str] = []
 _watching = [False]
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     if _watching[0] and event in _SPAWN_EVENTS:
-        _spawns.append(f"{event} {str(args[:2])[:120]}")
+        program = os.path.basename(str(args[0])) if args else ""
+        if program not in _LOOKUPS:
+            _spawns.append(f"{event} {str(args[:2])[:120]}")
 
 
 sys.addaudithook(_audit)
