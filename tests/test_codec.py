@@ -62,7 +62,13 @@ def _raw(body: object, kind: str = "PodUp", v: object = 1) -> bytes:
      _raw({"columns": {"a": [1], "b": [1, 2]}}, kind="OccupancyBatch"),
      _raw({"pod_uid": "u", "group_path": None, "total_containers": True}, kind="GroupState"),
      _raw("body"),
-     msgpack.packb({"v": 1, "kind": "PodDown", "seq": "x", "body": {"uid": "u"}})],
+     msgpack.packb({"v": 1, "kind": "PodDown", "seq": "x", "body": {"uid": "u"}}),
+     _raw({"uid": "u", "namespace": "n", "name": "x"}, v=0),
+     *(_raw({"actor": "a", "pid": 1, "started_at": 0.0, field: ["x"]}, kind="ActorStats")
+       for field in ("counters", "gauges", "ready", "info")),
+     _raw({"uid": "u", "namespace": "n", "name": "x", "labels": ["k"]}, kind="PodLabels"),
+     _raw({"pod_uid": "u", "group_path": "/g", "total_containers": 1,
+           "reconciled_containers": 1, "class_paths": "abc"}, kind="GroupState")],
 )  # fmt: skip
 def test_malformed_messages_raise_decode_error(data: bytes) -> None:
     with pytest.raises(DecodeError):
