@@ -66,6 +66,8 @@ def _raw(body: object, kind: str = "PodUp", v: object = 1) -> bytes:
      _raw({"uid": "u", "namespace": "n", "name": "x"}, v=0),
      *(_raw({"actor": "a", "pid": 1, "started_at": 0.0, field: ["x"]}, kind="ActorStats")
        for field in ("counters", "gauges", "ready", "info")),
+     *(_raw({"actor": "a", "pid": 1, "started_at": 0.0, field: {"k": value}}, kind="ActorStats")
+       for field, value in (("counters", "1"), ("gauges", True), ("ready", 1), ("info", 1))),
      _raw({"uid": "u", "namespace": "n", "name": "x", "labels": ["k"]}, kind="PodLabels"),
      _raw({"pod_uid": "u", "group_path": "/g", "total_containers": 1,
            "reconciled_containers": 1, "class_paths": "abc"}, kind="GroupState")],
