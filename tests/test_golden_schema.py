@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -95,3 +96,33 @@ def test_the_fixed_nine_come_first_in_every_file(tmp_path: Path) -> None:
     for i, options in enumerate(({"mbm": False}, {"mbm": True, "telemetry": True})):
         f = written(tmp_path / str(i), **options)
         assert golden.fields(f.schema_arrow)[:9] == golden.FIXED
+
+
+def test_pod_label_columns_come_last_sorted_as_nullable_strings(tmp_path: Path) -> None:
+    """``output.pod_labels``: one string column per label key, ``label_`` + the key with
+    every character outside [A-Za-z0-9] as ``_``, after every other column, sorted by
+    name; null where a pod lacks the label."""
+    root = tmp_path / "resctrl"
+    make_resctrl_tree(str(root))
+    g = make_group(str(root / "mon_groups" / "pod_u1"), value=4096)
+    sampler = Sampler(
+        PreadReader(mbm=True), with_mbm=True, label_keys=("team", "app.kubernetes.io/name")
+    )
+    sampler.handle_resctrl_event(GroupState("u1", g, 1, 1))
+    sampler.handle_metadata_event(PodLabels("u1", "ns", "p1", labels={"team": "red"}))
+    batch = sampler.handle_sample_timer()
+    assert batch is not None
+    out = tmp_path / "out"
+    sink = ParquetSink(str(out), node="n1")
+    sink.add(batch, 0.0)
+    sink.close(1.0)
+    [name] = [n for n in os.listdir(out) if n.endswith(".parquet")]
+    f = pq.ParquetFile(out / name)
+    labels = [
+        ("label_app_kubernetes_io_name", pa.string(), True),
+        ("label_team", pa.string(), True),
+    ]
+    mbm = ["mbm_total_bytes", "mbm_local_bytes", "mbm_state"]
+    assert golden.fields(f.schema_arrow) == golden.expected(mbm) + labels
+    [row] = f.read().to_pylist()
+    assert (row["label_team"], row["label_app_kubernetes_io_name"]) == ("red", None)
