@@ -129,6 +129,15 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
         _watching[0] = False
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    # Teardown is not watched: the last test of a session also tears down the
+    # session's fixtures (a containerd started by slow tests, say), which are not its own.
+    # A quick test's fixture that starts a process does so in its set-up, seen there.
+    _watching[0] = False
+    yield
+
+
 # --- prerequisites: skip outside CI, fail in CI (tests/prerequisites.py) -------------------
 
 

@@ -57,6 +57,21 @@ def _settle(h: FaultHarness, ticks: int = 10) -> None:
     )
 
 
+def _mark(h: FaultHarness) -> tuple[int, float]:
+    """A wall-clock instant and the sampler's skipped ticks as of a heartbeat sent after
+    it (``/status`` shows the last heartbeat, up to one heartbeat period old: a count
+    read without waiting would charge one window's skips to the next)."""
+    at_ns = time.time_ns()
+    samples = h.counter("sampler", "samples")
+    poll_until(
+        lambda: h.counter("sampler", "samples") > samples,
+        30,
+        interval=0.05,
+        what="a sampler heartbeat",
+    )
+    return at_ns, h.counter("sampler", "missed_ticks_sample")
+
+
 def _bound_rows(k: Kill) -> int:
     """Rows a kill may cost by design (architecture §2, output.md), plus the ticks the
     sampler skipped and counted (a new Python process competes for the two cores; a
@@ -87,12 +102,13 @@ def test_sigkill_each_actor_in_turn_under_load(harness: FaultHarness) -> None:
     poll_until(lambda: h.counter("writer", "rows_flushed") > 0, 20, what="a flush")
     _settle(h)
     kills: list[Kill] = []
-    skipped_before = 0.0
+    marks = [_mark(h)]
     for actor in ("nri-listener", "reconciler", "sampler", "writer"):
+        # The window of this kill starts at the mark, at least one flush interval before
+        # the SIGKILL, so that the writer's unflushed rows fall inside it.
+        _settle(h, ticks=round(FLUSH / SAMPLING) + 2)
         old = h.pid(actor)
-        if kills:
-            kills[-1].skipped = h.counter("sampler", "missed_ticks_sample") - skipped_before
-        skipped_before = 0.0 if actor == "sampler" else h.counter("sampler", "missed_ticks_sample")
+        _, skipped_at_kill = _mark(h)
         at_ns, t0 = time.time_ns(), time.monotonic()
         os.kill(old, signal.SIGKILL)
         poll_until(
@@ -111,9 +127,12 @@ def test_sigkill_each_actor_in_turn_under_load(harness: FaultHarness) -> None:
             poll_until(lambda: h.gauge("reconciler", "synced") == 1, 20, what="first snapshot")
             assert h.counter("reconciler", "groups_adopted") >= PODS
         _settle(h)
-        kills.append(Kill(actor, at_ns, restart_s, started_s, time.monotonic() - t0))
-    kills[-1].skipped = h.counter("sampler", "missed_ticks_sample") - skipped_before
-    end_ns = time.time_ns()
+        recovered_s = time.monotonic() - t0
+        marks.append(_mark(h))
+        # A new sampler counts its skipped ticks from zero.
+        counted_from = 0.0 if actor == "sampler" else skipped_at_kill
+        skipped = (skipped_at_kill - marks[-2][1]) + (marks[-1][1] - counted_from)
+        kills.append(Kill(actor, at_ns, restart_s, started_s, recovered_s, skipped))
 
     # Groups were adopted, never recreated: same RMIDs, no mkdir, no rmdir.
     assert {n: g.rmid for n, g in tree.groups().items() if n in rmids} == rmids
@@ -134,8 +153,7 @@ def test_sigkill_each_actor_in_turn_under_load(harness: FaultHarness) -> None:
         f"{'skipped':>7} {'rows lost':>9} {'bound':>6} {'longest gap s':>13}"
     )
     for i, k in enumerate(kills):
-        window_end = kills[i + 1].at_ns if i + 1 < len(kills) else end_ns
-        loss = tick_loss(rows, SAMPLING, live, k.at_ns - int(1e9), window_end)
+        loss = tick_loss(rows, SAMPLING, live, marks[i][0], marks[i + 1][0])
         print(
             f"{k.actor:<13} {k.restart_s:>9.2f} {k.started_s:>9.2f} {k.recovered_s:>11.2f} "
             f"{k.skipped:>7.0f} {loss.rows_lost:>9} {_bound_rows(k):>6} "
