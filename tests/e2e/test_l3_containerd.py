@@ -43,6 +43,7 @@ from tests.e2e.conftest import PodFactory, unavailable
 from tests.e2e.containerd.cgroups import container_cgroup_dirs, remove_cgroup_tree
 from tests.e2e.containerd.cri import CriClient, Pod
 from tests.e2e.containerd.daemon import Containerd
+from tests.prerequisites import requires
 from tests.support import poll_until
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -820,3 +821,135 @@ def test_values_of_non_contiguous_domains_are_summed(pipeline: Pipeline, pods: P
     assert hits[0]["resctrl_group"] == pipeline.group_path(pod)
     assert sorted(os.listdir(os.path.join(pipeline.group_path(pod), "mon_data"))) == [
         "mon_L3_00", "mon_L3_03"]  # fmt: skip
+
+
+# --- pods in RDT classes (hardware profile ``classes``) --------------------------------
+
+# Reconciler counters that would grow in a retry loop against the kernel's refusals.
+_ERROR_COUNTERS = ("tasks_einval", "task_write_errors", "permission_errors",
+                   "tasks_read_errors", "class_read_errors", "mkdir_errors")  # fmt: skip
+
+
+def _join_class(p: Pipeline, ctrl: str, tids: set[int]) -> None:
+    """Write ``tids`` into CTRL_MON group ``ctrl`` as an RDT-enabled runtime does (one id
+    per write; a thread that exited meanwhile is skipped)."""
+    fd = os.open(os.path.join(p.resctrl_root, ctrl, "tasks"), os.O_WRONLY)
+    try:
+        for tid in sorted(tids):
+            with contextlib.suppress(ProcessLookupError):
+                os.write(fd, f"{tid}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def _is_leader(tid: int) -> bool:
+    try:
+        status = Path(f"/proc/{tid}/status").read_text()
+    except OSError:
+        return False
+    return f"\nTgid:\t{tid}\n" in status
+
+
+@requires("root", "fuse")
+@pytest.mark.parametrize("pipeline", [{"hardware": "classes"}], indirect=True, ids=["classes"])
+def test_pod_in_an_rdt_class_is_monitored_under_its_class(
+    pipeline: Pipeline, pods: PodFactory, cri: CriClient, containerd: Containerd
+) -> None:
+    """The test plays an RDT-enabled runtime (runc ``linux.intelRdt.closID``): right
+    after StartContainer it writes the container's threads into the CTRL_MON group
+    ``gold``. The agent must make the pod's MON group under that class
+    (``gold/mon_groups/pod_<uid>``), never under the root's (the kernel refuses that
+    move with EINVAL, forever), follow threads created later and a thread the test
+    moves to ``silver``, sum every class in the pod's rows, and never create, change or
+    remove a CTRL_MON group."""
+    tree = pipeline.tree
+    classes = {k: g.rmid for k, g in tree.groups().items() if k.endswith("/")}
+    assert set(classes) == {"gold/", "silver/"}, classes
+    pipeline.start()
+    pipeline.wait_ready()
+    plain, (plain_cid,) = pods.run("plain", "l3c-rdt", containers=[["--threads", "1"]])
+    pod = cri.run_pod("classy", "l3c-rdt")
+    pods.pods.append(pod)  # removed by the fixture
+    cid = cri.create_container(pod, "c0", containerd.images.workload,
+                               ["--threads", "2", "--late", "2", "--late-ms", "1500"])  # fmt: skip
+    cri.start_container(cid)
+    gold, silver, root = f"gold/{PREFIX}{pod.uid}", f"silver/{PREFIX}{pod.uid}", PREFIX + pod.uid
+
+    def in_class() -> set[int]:
+        """The container's threads once all three first ones are in ``gold`` (moved
+        again while the workload still creates them)."""
+        tids = container_tids(pod, cid)
+        outside = {t for t in tids if not tree.group_of(t).startswith("gold/")}
+        _join_class(pipeline, "gold", outside)
+        return tids if len(tids) >= 3 and not outside else set()
+
+    joined = time.monotonic()
+    first = poll_until(in_class, 10, interval=0.02, what="the container's threads in gold")
+
+    def placed(tids: set[int], group: str) -> bool:
+        return bool(tids) and all(tree.group_of(t) == group for t in tids)
+
+    poll_until(lambda: placed(container_tids(pod, cid), gold), 20, interval=0.05,
+               what=f"every thread of the container in {gold}")  # fmt: skip
+    print(f"\nfirst write into gold -> every thread in {gold}: "
+          f"{time.monotonic() - joined:.2f} s")  # fmt: skip
+    # Threads the workload creates afterwards (two, 1.5 s apart) follow.
+    poll_until(lambda: len(container_tids(pod, cid)) >= 5, 10, what="two late threads")
+    late = container_tids(pod, cid) - first
+    assert len(late) >= 2, (first, late)
+    poll_until(lambda: placed(container_tids(pod, cid), gold), 20, interval=0.05,
+               what=f"the late threads in {gold}")  # fmt: skip
+    groups = tree.groups()
+    assert not groups[root].tids & container_tids(pod, cid), "threads under the root's group"
+    assert f"gold/{PREFIX}{plain.uid}" not in groups, "a class group for a pod not in it"
+    assert placed(container_tids(plain, plain_cid), PREFIX + plain.uid)
+
+    # The pod's row sums its groups: the root's (nothing left in it) and gold's.
+    for domain, (in_root, in_gold) in enumerate([(7, 1_000), (5, 20_000)]):
+        tree.set_counter(root, "llc_occupancy", domain, in_root)
+        tree.set_counter(gold, "llc_occupancy", domain, in_gold)
+    pipeline.rows_until(
+        lambda rows: [r for r in rows_of(rows, pod) if r["llc_occupancy_bytes"] == 21_012
+                      and (r["total_containers"], r["reconciled_containers"]) == (1, 1)],
+        30, "a row of the pod with the sum of its root and gold groups")  # fmt: skip
+
+    # No EINVAL retry loop: once placed, three more passes change no error counter.
+    def reconciler() -> dict[str, Any]:
+        counters: dict[str, Any] = pipeline.actor("reconciler").get("counters", {})
+        return counters
+
+    settled = reconciler()
+    passes = settled.get("recheck_passes", 0)
+    poll_until(lambda: reconciler().get("recheck_passes", 0) >= passes + 3, 20, interval=0.1,
+               what="three more reconcile passes")  # fmt: skip
+    after = reconciler()
+    assert {k: after.get(k, 0) for k in _ERROR_COUNTERS} == {
+        k: settled.get(k, 0) for k in _ERROR_COUNTERS}, (settled, after)  # fmt: skip
+    # At most one refusal per thread: a pass that read the classes just before the test
+    # moved the threads writes them into the root's group once; the next pass knows.
+    threads = len(container_tids(pod, cid))
+    assert settled.get("tasks_einval", 0) <= threads, settled
+
+    # A thread the test moves to another class is followed there; the rest stay.
+    mover = max(t for t in first if not _is_leader(t))
+    _join_class(pipeline, "silver", {mover})
+    moved = time.monotonic()
+    poll_until(lambda: tree.group_of(mover) == silver, 20, interval=0.02,
+               what=f"the moved thread in {silver}")  # fmt: skip
+    print(f"thread moved to silver -> in {silver}: {time.monotonic() - moved:.2f} s")
+    assert placed(container_tids(pod, cid) - {mover}, gold)
+    for domain, value in enumerate([300_000, 4_000_000]):
+        tree.set_counter(silver, "llc_occupancy", domain, value)
+    pipeline.rows_until(
+        lambda rows: [r for r in rows_of(rows, pod) if r["llc_occupancy_bytes"] == 4_321_012],
+        30, "a row of the pod summing its root, gold and silver groups")  # fmt: skip
+    assert reconciler().get("tasks_einval", 0) <= settled.get("tasks_einval", 0) + 1
+
+    # Removing the pod removes its MON groups, in every class; the classes stay.
+    cri.remove_pod(pod.id)
+    poll_until(lambda: not {root, gold, silver} & set(tree.groups()), 20, interval=0.05,
+               what="the pod's groups removed")  # fmt: skip
+    assert {k: g.rmid for k, g in tree.groups().items() if k.endswith("/")} == classes
+    assert pipeline.stop() == 0
+    refusals = pipeline.log_text().count("Can't move task to different control group")
+    assert refusals <= threads + 1, pipeline.log_text()[-3000:]
