@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -852,12 +853,17 @@ def _is_leader(tid: int) -> bool:
 
 @requires("root", "fuse")
 @pytest.mark.parametrize("pipeline", [{"hardware": "classes"}], indirect=True, ids=["classes"])
+@pytest.mark.parametrize("when", ["after-start", "during-start"])
 def test_pod_in_an_rdt_class_is_monitored_under_its_class(
-    pipeline: Pipeline, pods: PodFactory, cri: CriClient, containerd: Containerd
+    pipeline: Pipeline, pods: PodFactory, cri: CriClient, containerd: Containerd, when: str
 ) -> None:
-    """The test plays an RDT-enabled runtime (runc ``linux.intelRdt.closID``): right
-    after StartContainer it writes the container's threads into the CTRL_MON group
-    ``gold``. The agent must make the pod's MON group under that class
+    """The test plays an RDT-enabled runtime (runc ``linux.intelRdt.closID``): it writes
+    the container's threads into the CTRL_MON group ``gold`` right after StartContainer
+    returned (``after-start``), or while StartContainer runs, as soon as runc's init
+    process is in the container's cgroup (``during-start``: a runtime does it before the
+    process runs; whether this reaches it before the agent's StartContainer fast path
+    depends on timing, and the outcome must not). The agent must make the pod's MON group
+    under that class
     (``gold/mon_groups/pod_<uid>``), never under the root's (the kernel refuses that
     move with EINVAL, forever), follow threads created later and a thread the test
     moves to ``silver``, sum every class in the pod's rows, and never create, change or
@@ -872,18 +878,39 @@ def test_pod_in_an_rdt_class_is_monitored_under_its_class(
     pods.pods.append(pod)  # removed by the fixture
     cid = cri.create_container(pod, "c0", containerd.images.workload,
                                ["--threads", "2", "--late", "2", "--late-ms", "1500"])  # fmt: skip
-    cri.start_container(cid)
     gold, silver, root = f"gold/{PREFIX}{pod.uid}", f"silver/{PREFIX}{pod.uid}", PREFIX + pod.uid
 
-    def in_class() -> set[int]:
-        """The container's threads once all three first ones are in ``gold`` (moved
-        again while the workload still creates them)."""
+    def into_gold() -> tuple[set[int], set[int]]:
+        """Write the container's threads not in class gold into it; (all, written)."""
         tids = container_tids(pod, cid)
         outside = {t for t in tids if not tree.group_of(t).startswith("gold/")}
         _join_class(pipeline, "gold", outside)
-        return tids if len(tids) >= 3 and not outside else set()
+        return tids, outside
 
     joined = time.monotonic()
+    if when == "during-start":
+        started = threading.Event()
+
+        def runtime() -> None:
+            while not started.wait(0.001):
+                into_gold()
+
+        with ThreadPoolExecutor(1) as pool:
+            moving = pool.submit(runtime)
+            try:
+                cri.start_container(cid)
+            finally:
+                started.set()
+            moving.result()
+    else:
+        cri.start_container(cid)
+
+    def in_class() -> set[int]:
+        """The container's threads once its first three are all in class ``gold``
+        (moved again while the workload still creates them)."""
+        tids, outside = into_gold()
+        return tids if len(tids) >= 3 and not outside else set()
+
     first = poll_until(in_class, 10, interval=0.02, what="the container's threads in gold")
 
     def placed(tids: set[int], group: str) -> bool:
@@ -950,6 +977,12 @@ def test_pod_in_an_rdt_class_is_monitored_under_its_class(
     poll_until(lambda: not {root, gold, silver} & set(tree.groups()), 20, interval=0.05,
                what="the pod's groups removed")  # fmt: skip
     assert {k: g.rmid for k, g in tree.groups().items() if k.endswith("/")} == classes
+    listener = pipeline.actor("nri-listener").get("counters", {})
     assert pipeline.stop() == 0
+    fast = {k.removeprefix("nri_fast_path."): v for k, v in listener.items()
+            if k.startswith("nri_fast_path.")}  # fmt: skip
+    print(f"StartContainer fast path: {fast} (failed: the init process was in gold first)")
+    assert fast.get("ok", 0) + fast.get("failed", 0) + fast.get("suspended", 0) == 2, fast
+    assert fast.get("failed", 0) <= 1, fast  # the classy pod's only
     refusals = pipeline.log_text().count("Can't move task to different control group")
     assert refusals <= threads + 1, pipeline.log_text()[-3000:]
