@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
+
+if __name__ == "__main__":
+    # Run as the writer process (``python -m actors.writer``): refuse numpy before
+    # pyarrow is imported. pyarrow loads numpy whenever it is installed (the dev and
+    # plot extras install it), and pandas with it on the first table built: ~55 MiB of
+    # RSS for a process that builds every array from Python lists. A production image
+    # has neither; this keeps a dev install's writer the same size.
+    sys.modules["numpy"] = None  # type: ignore[assignment]
 
 from resctrl_pipeline.actor import run_actor
 from resctrl_pipeline.config import Config
@@ -21,7 +30,7 @@ from resctrl_pipeline.storage import (
     Uploader,
     region_from,
 )
-from resctrl_pipeline.writer import WriterCore, timer_period
+from resctrl_pipeline.writer import WriterCore
 
 # Large files go up in parts of MULTIPART_PART_BYTES, and S3 takes at most 10,000
 # parts per object; a file can exceed output.max_file_bytes by one flush (at most
@@ -90,7 +99,7 @@ def build(cfg: Config, environ: Mapping[str, str] | None = None) -> Core:
         rotate_interval=cfg.rotate_interval,
         l3_cache_bytes=l3_sizes(cfg.resctrl_root),
     )
-    return WriterCore(sink, timer_period(cfg.flush_interval), uploader)
+    return WriterCore(sink, uploader)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -152,4 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.docs, "w", encoding="utf-8") as f:
             f.write(splice(document, sections, list(BENCHMARKS), stamp, whole))
         print(f"updated {args.docs}")
+        for figure in (fig for s in sections for fig in s.figures):
+            path = os.path.join(os.path.dirname(os.path.abspath(args.docs)), figure.name)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(figure.svg)
+            print(f"wrote {path}")
     return 1 if failed else 0

@@ -34,6 +34,7 @@ __all__ = [
     "runqueue_wait",
     "section",
     "wait_for",
+    "wakeups",
 ]
 
 T = TypeVar("T")
@@ -116,6 +117,24 @@ def runqueue_wait(pid: int) -> float:
     (``schedstat``'s second field): how much the scheduler, not the code, delayed it."""
     with open(f"/proc/{pid}/schedstat", encoding="ascii") as f:
         return int(f.read().split()[1]) / 1e9
+
+
+def wakeups(pid: int) -> int:
+    """How many times the live threads of ``pid`` have been put on a CPU so far
+    (``schedstat``'s third field, summed): each is a wake-up or a preemption resumed.
+    0 without schedstat."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
+                total += int(f.read().split()[2])
+        except (OSError, ValueError, IndexError):
+            continue  # exited between listing and reading, or no schedstat
+    return total
 
 
 def memory_mb(pid: int) -> tuple[float, float, float]:

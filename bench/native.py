@@ -5,6 +5,10 @@
   (the rest are opened, read and closed on every sweep, exactly the policy of
   :class:`~resctrl_pipeline.resctrl.mondata.PreadReader`); budget 0 is the pure
   open/read/close floor.
+* ``ticker``: the steady-state floor. Every ``interval`` ms (absolute deadlines, as
+  the sampler's timer) it reads every file of a list with ``pread`` + ``strtoull``
+  through descriptors opened once, until killed: the CPU a C agent would spend on
+  the same reads at the same rate, wake-ups included.
 * ``idle``: a container's process that costs nothing: starts ``threads - 1`` extra
   threads, then every thread sleeps in ``pause()``. Thousands of them fit where
   thousands of Python interpreters would not.
@@ -70,6 +74,49 @@ int main(int argc, char **argv) {
 }
 """
 
+TICKER_C = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+/* argv: list-file interval-ms. Opens every listed file once, then on every deadline
+   (CLOCK_MONOTONIC, absolute, no drift) preads and parses each of them; runs until
+   killed. Prints "ready" once the files are open. */
+int main(int argc, char **argv) {
+    if (argc != 3) { fprintf(stderr, "usage: ticker LIST INTERVAL_MS\n"); return 2; }
+    FILE *list = fopen(argv[1], "r");
+    if (!list) { perror(argv[1]); return 1; }
+    long interval_ns = atol(argv[2]) * 1000000L;
+    int n = 0, cap = 1024;
+    int *fds = malloc(sizeof(int) * cap);
+    char path[4096];
+    while (fgets(path, sizeof path, list)) {
+        path[strcspn(path, "\n")] = 0;
+        if (n == cap) { cap *= 2; fds = realloc(fds, sizeof(int) * cap); }
+        if ((fds[n] = open(path, O_RDONLY | O_CLOEXEC)) < 0) { perror(path); return 1; }
+        n++;
+    }
+    printf("ready\n");
+    fflush(stdout);
+    char buf[64];
+    volatile unsigned long long sink = 0;
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    for (;;) {
+        next.tv_nsec += interval_ns;
+        while (next.tv_nsec >= 1000000000L) { next.tv_nsec -= 1000000000L; next.tv_sec++; }
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+        for (int i = 0; i < n; i++) {
+            ssize_t r = pread(fds[i], buf, sizeof buf - 1, 0);
+            buf[r > 0 ? r : 0] = 0;
+            sink += strtoull(buf, NULL, 10);
+        }
+    }
+}
+"""
+
 IDLE_C = r"""
 #include <pthread.h>
 #include <stdlib.h>
@@ -95,6 +142,7 @@ class Natives:
     """Paths of the compiled programs."""
 
     floor: str
+    ticker: str
     idle: str
 
 
@@ -104,13 +152,17 @@ def missing() -> str | None:
 
 
 def build(workdir: str) -> Natives:
-    """Compile both programs into ``workdir`` (``cc -O2``).
+    """Compile the programs into ``workdir`` (``cc -O2``).
 
     Raises:
         subprocess.CalledProcessError: the compiler failed.
     """
     out = {}
-    for name, source, extra in (("floor", FLOOR_C, []), ("idle", IDLE_C, ["-pthread"])):
+    for name, source, extra in (
+        ("floor", FLOOR_C, []),
+        ("ticker", TICKER_C, []),
+        ("idle", IDLE_C, ["-pthread"]),
+    ):
         src = os.path.join(workdir, f"{name}.c")
         exe = os.path.join(workdir, name)
         with open(src, "w", encoding="ascii") as f:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 __all__ = [
     "MARKER",
     "RUN_BLOCK",
+    "Figure",
     "Section",
     "Spread",
     "Stamp",
@@ -192,6 +193,16 @@ class Target:
         return {True: "met", False: "**missed**", None: "n/a"}[self.met]
 
 
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """A plot that goes with a section: ``name`` is its file name beside the docs page
+    (written there by ``--write-docs``), ``alt`` its text, ``svg`` the image."""
+
+    name: str
+    alt: str
+    svg: str
+
+
 @dataclass(slots=True)
 class Section:
     """Everything one benchmark produced (or why it did not run: ``skipped``).
@@ -207,6 +218,7 @@ class Section:
     quick: bool = False
     skipped: str = ""
     load: tuple[float, float] | None = None
+    figures: list[Figure] = field(default_factory=list)
 
     def verdict(self, target: Target) -> str:
         """The target's verdict; quick runs judge nothing (their sizes are too small)."""
@@ -230,6 +242,8 @@ class Section:
             out += ["", f"skipped: {self.skipped}"]
         for table in self.tables:
             out += ["", table.markdown()]
+        for figure in self.figures:
+            out += ["", f"![{figure.alt}]({figure.name})"]
         if self.targets:
             goals = Table("Targets", ["goal", "measured", "verdict"])
             for t in self.targets:

@@ -296,7 +296,12 @@ class Actor:
         clock = self.settings.clock
         self._sync_fds()
         now = clock()
-        deadlines = [d for d in (self._schedule.next_deadline(), self._drops.next_due()) if d]
+        core_deadline = self._core_deadline()
+        deadlines = [
+            d
+            for d in (self._schedule.next_deadline(), self._drops.next_due(), core_deadline)
+            if d is not None
+        ]
         wait = max(0.0, min(deadlines) - now) if deadlines else 1.0
         if self._core_busy():
             wait = 0.0  # a long job is under way: only look for input, then go on with it
@@ -351,6 +356,14 @@ class Actor:
                 else:
                     self._faults.succeeded("on_timer", name)
                     self._emit(out)
+        if core_deadline is not None and now >= core_deadline:
+            try:
+                out = self.core.on_deadline(now)
+            except Exception as err:
+                self._hook_failed("on_deadline", "", err)
+            else:
+                self._faults.succeeded("on_deadline", "")
+                self._emit(out)
         if self._core_busy():
             try:
                 out = self.core.on_continue(clock())
@@ -400,6 +413,18 @@ class Actor:
             self._faults.succeeded("on_message", edge)
             self._emit(out)
         return True
+
+    def _core_deadline(self) -> float | None:
+        """The core's next deadline (None if asking fails: the failure is counted, and
+        the heartbeat timer still wakes the loop)."""
+        try:
+            deadline = self.core.next_deadline()
+        except Exception as err:
+            self._hook_failed("next_deadline", "", err)
+            return None
+        if deadline is None or math.isnan(deadline) or deadline == math.inf:
+            return None  # nothing due ever (until the core says otherwise)
+        return deadline  # -inf: due now
 
     def _core_busy(self) -> bool:
         """Whether the core has a long job with steps left (False if asking fails)."""

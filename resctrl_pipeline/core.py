@@ -81,6 +81,19 @@ class Core:
         """Full state for a stateful output edge (sent after drops and periodically)."""
         return None
 
+    def next_deadline(self) -> float | None:
+        """The monotonic time at which :meth:`on_deadline` has work, or None.
+
+        Asked before every wait, so a core whose deadlines move (a backoff, a flush
+        due some time after the oldest row) wakes exactly when it has work instead of
+        polling on a fixed timer. A deadline in the past means "now".
+        """
+        return None
+
+    def on_deadline(self, now: float) -> Outputs:
+        """Called once :meth:`next_deadline` has passed."""
+        return []
+
     def more_work(self) -> bool:
         """True while a long job has steps left (the shell then polls without waiting)."""
         return False

@@ -2,8 +2,9 @@
 
 * start → :meth:`ParquetSink.recover` (leftovers of a crash become files first);
 * ``occupancy`` message → :meth:`ParquetSink.add`;
-* the ``sink`` timer → :meth:`ParquetSink.on_timer` (flush and rotation by age,
-  retries during an outage);
+* the sink's own deadline (:meth:`ParquetSink.next_deadline`) →
+  :meth:`ParquetSink.on_timer` (flush and rotation by age, retries during an outage):
+  the writer wakes when the oldest buffered row is due, not on a fixed tick;
 * SIGUSR1 → :meth:`ParquetSink.rotate`;
 * stop (SIGTERM) → :meth:`ParquetSink.close` (drain and finalise).
 
@@ -22,24 +23,14 @@ from __future__ import annotations
 
 import logging
 
-from resctrl_pipeline.core import Core, Outputs, Stats, Timer
+from resctrl_pipeline.core import Core, Outputs, Stats
 from resctrl_pipeline.messages import Message, OccupancyBatch
 from resctrl_pipeline.sink.parquet import ParquetSink
 from resctrl_pipeline.storage.uploader import Uploader
 
-__all__ = ["WriterCore", "timer_period"]
+__all__ = ["WriterCore"]
 
 log = logging.getLogger(__name__)
-
-
-def timer_period(flush_interval: float) -> float:
-    """How often the shell should call the sink's timer.
-
-    The shell's timers are fixed-period, while the sink's deadlines move; a tenth of
-    the flush interval (between 50 ms and 1 s) makes a flush at most that late, so a
-    ``kill -9`` loses at most ``flush_interval`` plus one period of rows.
-    """
-    return max(0.05, min(1.0, flush_interval / 10))
 
 
 class WriterCore(Core):
@@ -47,23 +38,17 @@ class WriterCore(Core):
 
     Args:
         sink: the sink to drive (built from the configuration by the actor module).
-        tick: period of the ``sink`` timer in seconds, see :func:`timer_period`.
         uploader: moves the sink's finalised files to object storage; None for a
             local output directory.
     """
 
     name = "writer"
 
-    def __init__(self, sink: ParquetSink, tick: float, uploader: Uploader | None = None) -> None:
+    def __init__(self, sink: ParquetSink, uploader: Uploader | None = None) -> None:
         self.sink = sink
         self.uploader = uploader
-        self._tick = tick
         self._unexpected = 0
         self._files_seen = 0
-
-    def timers(self) -> list[Timer]:
-        """One timer that lets the sink flush, rotate and retry on time."""
-        return [Timer("sink", self._tick)]
 
     def on_start(self, now: float) -> Outputs:
         """Recover what an earlier run left behind before accepting rows."""
@@ -81,12 +66,17 @@ class WriterCore(Core):
         """Add an occupancy batch; anything else is counted and ignored."""
         if edge == "occupancy" and isinstance(msg, OccupancyBatch):
             self.sink.add(msg, now)
+            self._wake_uploader()  # the batch may have rotated the file by size
         else:
             self._unexpected += 1
             log.debug("writer ignores %s on %s", type(msg).__name__, edge)
         return []
 
-    def on_timer(self, name: str, now: float) -> Outputs:
+    def next_deadline(self) -> float | None:
+        """When the sink next has work: a flush, a rotation by age, an outage retry."""
+        return self.sink.next_deadline()
+
+    def on_deadline(self, now: float) -> Outputs:
         """Flush and rotate by age; retry during an outage."""
         self.sink.on_timer(now)
         self._wake_uploader()
@@ -108,14 +98,10 @@ class WriterCore(Core):
         return []
 
     def _wake_uploader(self) -> None:
-        """Wake the uploader when a file was finalised since the last call.
-
-        Files that rotate by size inside :meth:`on_message` are noticed at the next
-        timer tick, at most one :func:`timer_period` later.
-        """
+        """Wake the uploader when a file was finalised since the last call."""
         if self.uploader is None:
             return
-        files = self.sink.statistics().files_written
+        files = self.sink.files_written
         if files != self._files_seen:
             self._files_seen = files
             self.uploader.wake()

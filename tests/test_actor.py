@@ -287,3 +287,63 @@ def test_stop_drains_queued_input_before_on_stop(short_tmp: str) -> None:
     assert actor.run() == 0
     assert core.count == 3000
     assert core.count_at_stop == 3000
+
+
+class DeadlineCore(Core):
+    """A core with no timers whose work is due at a deadline it moves itself."""
+
+    name = "sampler"
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.calls: list[float] = []
+
+    def next_deadline(self) -> float | None:
+        return self.deadline
+
+    def on_deadline(self, now: float) -> Outputs:
+        self.calls.append(now)
+        self.deadline = None  # done until something moves it again
+        return []
+
+
+def test_the_shell_wakes_for_a_cores_own_deadline(short_tmp: str) -> None:
+    import time
+
+    core = DeadlineCore(time.monotonic() + 0.05)
+    quiet = ActorSettings(runtime_dir=short_tmp, channel_capacity=8, snapshot_interval=600.0,
+                          stats_interval=600.0, install_signal_handlers=False)  # fmt: skip
+    actor = Actor(core, quiet)
+    try:
+        # One step waits for the deadline (not for the 600 s heartbeat) and calls it.
+        actor.step(max_wait=5.0)
+        assert len(core.calls) == 1
+        # Without a deadline nothing is called, however often the loop turns.
+        for _ in range(3):
+            actor.step(max_wait=0.0)
+        assert len(core.calls) == 1
+    finally:
+        actor.close()
+
+
+def test_a_deadline_before_now_is_called_once_and_a_failing_one_is_counted(
+    short_tmp: str,
+) -> None:
+    clock = FakeClock()
+    core = DeadlineCore(clock.now + 1.0)
+    actor = Actor(core, settings(short_tmp, clock))
+    try:
+        actor.step(0)
+        assert core.calls == []  # not due yet
+        clock.now += 1.0
+        actor.step(0)
+        assert core.calls == [clock.now]
+
+        def broken() -> float | None:
+            raise RuntimeError("boom")
+
+        core.next_deadline = broken  # type: ignore[method-assign]
+        actor.step(0)  # the loop goes on; the failure is counted under its hook
+        assert actor.stats().counters["hook_errors_next_deadline"] == 1
+    finally:
+        actor.close()

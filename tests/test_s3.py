@@ -110,7 +110,7 @@ def writer(
         rescan_interval=0.2,
         drain_timeout=10.0,
     )
-    return WriterCore(make_sink(spool), 0.1, uploader)
+    return WriterCore(make_sink(spool), uploader)
 
 
 def ids_in_objects(objects: dict[str, bytes]) -> list[int]:
@@ -265,7 +265,7 @@ def test_expiring_session_credentials_are_refreshed_without_a_restart(
         moto.client("iam").delete_role_policy(RoleName=first.rsplit("/", 1)[1], PolicyName="put")
         for _ in range(3):
             now = write_files(core, ids, 1, now)
-            core.on_timer("sink", now)
+            core.on_deadline(now)
         poll_until(lambda: core.statistics().counters["uploaded_files"] == 5, 30, what="uploads")
         core.on_stop(now)
     finally:
@@ -321,7 +321,7 @@ def test_every_file_arrives_across_an_outage_of_the_store(
 
     gate.open()
     for _ in range(3):  # and the writer keeps going while the backlog drains
-        core.on_timer("sink", now)
+        core.on_deadline(now)
         now = write_files(core, ids, 1, now)
     poll_until(lambda: core.statistics().counters["uploaded_files"] == 10, 30, what="the backlog")
     core.on_stop(now)
@@ -352,7 +352,7 @@ def test_a_full_spool_drops_the_oldest_files_during_an_outage(
     ids = Ids()
     core.on_start(0.0)
     now = write_files(core, ids, 6, 1.0)
-    core.on_timer("sink", now)
+    core.on_deadline(now)
     poll_until(lambda: core.statistics().counters["spool_dropped_files"] == 3, 20, what="drops")
     assert len(parquet_in(tmp_path / "spool")) == 3
 
@@ -376,7 +376,7 @@ def test_a_hanging_store_never_blocks_the_writer(env_keys: Path, tmp_path: Path)
         for _ in range(20):
             started = time.monotonic()
             now = write_files(core, ids, 1, now)
-            core.on_timer("sink", now)
+            core.on_deadline(now)
             core.statistics()
             slowest = max(slowest, time.monotonic() - started)
         # Each round finalises a Parquet file (fsyncs included) while an upload hangs:

@@ -17,7 +17,7 @@ import zmq
 from resctrl_pipeline import codec
 from resctrl_pipeline.messages import PodUp
 from resctrl_pipeline.topology import endpoint
-from resctrl_pipeline.writer import WriterCore, timer_period
+from resctrl_pipeline.writer import WriterCore
 from tests.support import poll_until
 from tests.test_sink_parquet import batch, hidden, ids_in, make_sink, parquet_files
 
@@ -25,15 +25,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_core_hooks_drive_the_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    core = WriterCore(make_sink(tmp_path, flush_interval=1.0), timer_period(1.0))
-    assert [(t.name, t.interval) for t in core.timers()] == [("sink", 0.1)]
+    core = WriterCore(make_sink(tmp_path, flush_interval=1.0))
     core.on_start(0.0)
+    assert core.next_deadline() is None  # nothing buffered: no reason to wake
     core.on_message("occupancy", batch(0, 3), 0.0)
+    assert core.next_deadline() == 1.0  # the flush of the oldest row, 1 s after it came
     core.on_message("groups", PodUp("u", "ns", "n"), 0.0)  # not ours: counted, ignored
     core.on_signal("SIGUSR1", 0.5)
     assert len(parquet_files(tmp_path)) == 1
     core.on_message("occupancy", batch(3, 3), 1.0)
-    core.on_timer("sink", 2.0)  # flushed into a new file
+    core.on_deadline(2.0)  # flushed into a new file
     stats = core.statistics()
     assert stats.ready == {"output": True}
     assert stats.counters["rows_flushed"] == 6 and stats.counters["unexpected_messages"] == 1
@@ -43,7 +44,7 @@ def test_core_hooks_drive_the_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(os, "fsync", fsync)
     core.on_message("occupancy", batch(6, 3), 2.5)
-    core.on_timer("sink", 4.0)
+    core.on_deadline(4.0)
     stats = core.statistics()
     assert stats.ready == {"output": False} and "enospc" in stats.info["output"]
     assert stats.gauges["disk_full"] == 1
@@ -51,12 +52,6 @@ def test_core_hooks_drive_the_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     core.on_stop(20.0)  # resumes, then finalises
     assert ids_in(tmp_path) == list(range(9))
     assert hidden(tmp_path) == []
-
-
-def test_timer_period_is_a_tenth_of_the_flush_interval_within_bounds() -> None:
-    assert timer_period(10.0) == 1.0
-    assert timer_period(2.0) == 0.2
-    assert timer_period(0.1) == 0.05
 
 
 @pytest.mark.slow

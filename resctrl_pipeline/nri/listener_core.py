@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from resctrl_pipeline.core import Core, Outputs, Stats, Timer
+from resctrl_pipeline.core import Core, Outputs, Stats
 from resctrl_pipeline.messages import LIFECYCLE_KINDS, METADATA_KINDS, Message
 from resctrl_pipeline.nri.listener import NriListener
 from resctrl_pipeline.nri.plugin import NriPlugin
@@ -70,29 +70,28 @@ class NriListenerCore(Core):
     Args:
         plugin: the NRI connection (owns the socket).
         listener: the handler object given to ``plugin`` (owns the pod map).
-        tick: seconds between timer calls into the plugin (connect, backoff, setup
-            timeout); the backoff itself is never shorter than the plugin's setting,
-            and a reconnect is at most one tick later than its backoff. Every tick
-            wakes an otherwise idle process: 0.25 s keeps that cost small.
+
+    The plugin's time-driven work (connect after the backoff, give up a connection
+    stuck in setup) runs at the plugin's own :meth:`NriPlugin.next_deadline`: a
+    connected listener with nothing to answer never wakes for the runtime's sake.
     """
 
     name = "nri-listener"
 
-    def __init__(self, plugin: NriPlugin, listener: NriListener, tick: float = 0.25) -> None:
+    def __init__(self, plugin: NriPlugin, listener: NriListener) -> None:
         self.plugin = plugin
         self.listener = listener
-        self.tick = tick
         self.latency = LatencyHistogram()
         self.fast_path_latency = LatencyHistogram()
-
-    def timers(self) -> list[Timer]:
-        return [Timer("nri", self.tick)]
 
     def on_start(self, now: float) -> Outputs:
         return self._route(self.plugin.on_timer(now))
 
-    def on_timer(self, name: str, now: float) -> Outputs:
-        return self._route(self.plugin.on_timer(now)) if name == "nri" else []
+    def next_deadline(self) -> float | None:
+        return self.plugin.next_deadline()
+
+    def on_deadline(self, now: float) -> Outputs:
+        return self._route(self.plugin.on_timer(now))
 
     def watched_fds(self) -> list[int]:
         fd = self.plugin.fileno()

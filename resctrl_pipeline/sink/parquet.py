@@ -272,6 +272,11 @@ class ParquetSink:
             self._buffer.clear()
         self._closed = True
 
+    @property
+    def files_written(self) -> int:
+        """Files finalised since start (cheap: no statistics snapshot)."""
+        return self._n.files_written
+
     def statistics(self) -> SinkStatistics:
         """Counters and gauges for the heartbeat."""
         return self._n.snapshot(

@@ -85,9 +85,9 @@ def _bound_rows(k: Kill) -> int:
         # snapshot reaches it (back-off and start-up are in started_s).
         design = k.started_s + ANTI_ENTROPY + SAMPLING
     else:
-        # writer: the rows not flushed yet (flush interval plus its timer period); the
-        # batches sent while it is down wait in the sampler's queue (below the HWM).
-        design = FLUSH + FLUSH / 10 + SAMPLING
+        # writer: the rows not flushed yet (one flush interval: it wakes at the flush
+        # deadline); the batches sent while it is down wait in the sampler's queue.
+        design = FLUSH + SAMPLING
     return (round(design / SAMPLING) + int(k.skipped) + 2) * PODS
 
 

@@ -29,7 +29,7 @@ def _core(socket_path: str) -> NriListenerCore:
     plugin = NriPlugin(
         listener, PluginConfig(socket_path=socket_path, backoff_initial=0.05, backoff_max=0.2)
     )
-    return NriListenerCore(plugin, listener, tick=0.02)
+    return NriListenerCore(plugin, listener)
 
 
 def _puller(runtime_dir: str, edge: str) -> zmq.Socket[bytes]:
@@ -97,7 +97,7 @@ def test_actor_shell_runs_the_listener_through_a_runtime_restart(short_tmp: str)
                         return True
                 return False
 
-            # No on_start here: the core's first timer tick connects as well.
+            # No on_start here: the core's first deadline (the backoff, due at once) connects.
             assert step_until(lambda: len(got_lifecycle) == 1 and len(got_metadata) == 1)
             assert got_lifecycle[0] == LifecycleSnapshot(
                 pods=(PodUp("u1", "ns", "p1", "/kubepods/podu1"),)
