@@ -39,8 +39,11 @@ def test_flush_by_rows_bytes_and_interval() -> None:
     assert p.reason(99, 999, 0.0, 9.999) is None
     assert p.reason(100, 0, 0.0, 0.0) is FlushReason.ROWS
     assert p.reason(1, 1000, 0.0, 0.0) is FlushReason.BYTES
+    assert p.reason(1, 10**7, 0.0, 0.0) is FlushReason.BYTES  # one huge batch overshoots
+    assert p.reason(0, 0, 0.0, 1e9) is None  # an empty buffer is never due: no empty row group
     assert p.reason(1, 1, 5.0, 15.0) is FlushReason.INTERVAL
     assert p.reason(1, 1, 5.0, 14.999) is None
+    assert p.reason(1, 1, 5.0, 100.0) is FlushReason.INTERVAL  # a late tick still flushes
 
 
 def test_flush_deadline_follows_the_oldest_row() -> None:
@@ -71,6 +74,7 @@ def test_rotation_by_size_and_age_only_with_a_file() -> None:
     assert p.reason(10**9, None, 1e9) is None  # no file, nothing to rotate
     assert p.reason(999, 0.0, 3599.9) is None
     assert p.reason(1000, 0.0, 1.0) is RotateReason.SIZE
+    assert p.reason(10**7, 0.0, 1.0) is RotateReason.SIZE  # a row group overshoots the limit
     assert p.reason(0, 100.0, 3700.0) is RotateReason.AGE
     assert p.deadline(None) is None
     assert p.deadline(100.0) == 3700.0
@@ -81,6 +85,10 @@ def test_rotation_policy_rejects_nonsense() -> None:
         RotationPolicy(max_bytes=0, interval=1.0)
     with pytest.raises(ConfigError):
         RotationPolicy(max_bytes=1, interval=0.0)
+    with pytest.raises(ConfigError):
+        RotationPolicy(max_bytes=1, interval=-60.0)
+    with pytest.raises(ConfigError):
+        RotationPolicy(max_bytes=-1, interval=60.0)
 
 
 # --- names ----------------------------------------------------------------------------
@@ -95,6 +103,8 @@ def test_file_name_format() -> None:
     assert final_name_of(journal_name(name)) == name
     assert final_name_of(name) is None
     assert final_name_of(".x.parquet.tmp") is None
+    assert final_name_of("..parquet.journal") is None  # no final name left
+    assert final_name_of(".a/b.parquet.partial") is None  # a path, not a name in the directory
     mine = leftover_pattern("resctrl-occupancy-", "node/1")
     assert mine.fullmatch(journal_name(file_name("resctrl-occupancy-", "node/1", 0.0, "0a1b2c3d")))
     assert mine.fullmatch(partial_name(name.replace("node-1", "node_1")))
@@ -156,6 +166,7 @@ def test_sanitising_keeps_safe_names_and_replaces_the_rest() -> None:
     assert sanitize_node("worker-1.example.com") == "worker-1.example.com"
     assert sanitize_node("a/b") == "a_b"
     assert sanitize_node("..") == "__"
+    assert sanitize_node("...ab") == "___ab"  # each leading dot becomes one "_"
     assert sanitize_node(".hidden") == "_hidden"
     assert sanitize_node("") == "node"
 
