@@ -113,6 +113,23 @@ def _positive_int(limit: int) -> Callable[[object], int]:
     return parse
 
 
+def _cpu(text: object) -> int | None:
+    """A CPU number (0–4095), or ``none`` (None). Whether the CPU exists on this
+    machine is the sampler's to find out (it logs an error and runs unpinned)."""
+    what = "expected none or a CPU number (0 to 4095)"
+    if isinstance(text, bool) or not isinstance(text, int | str):
+        raise ValueError(what)
+    if isinstance(text, str) and text.strip() == "none":
+        return None
+    try:
+        value = text if isinstance(text, int) else int(text.strip())
+    except ValueError as err:
+        raise ValueError(what) from err
+    if not 0 <= value <= 4095:
+        raise ValueError(what)
+    return value
+
+
 def _text(pattern: str, what: str, max_len: int = 4096) -> Callable[[object], str]:
     regex = re.compile(pattern)
 
@@ -251,6 +268,10 @@ KEYS: tuple[Key, ...] = (
     Key("sampling.interval", "1s", parse_duration,
         "How often every pod's counters are read.", "RESCTRL_SAMPLING_INTERVAL",
         "--sampling-interval"),
+    Key("sampling.cpu", "none", _cpu,
+        "Pin the sampler process to this CPU number (keep other work off it, e.g. with "
+        "a cpuset, for sampling intervals of a few ms); none leaves it to the scheduler.",
+        "RESCTRL_SAMPLING_CPU"),
     Key("reconcile.retry_interval", "10s", parse_duration,
         "Re-check of every container's threads, retry of failed group creations, and "
         "the period of full-state snapshots between actors.", "RESCTRL_RETRY_INTERVAL",
@@ -363,6 +384,7 @@ class Config:
     """The validated, immutable configuration every actor receives."""
 
     sampling_interval: float
+    sampling_cpu: int | None
     retry_interval: float
     health_interval: float
     channel_capacity: int
@@ -402,6 +424,7 @@ class Config:
 
 _FIELD_OF = {
     "sampling.interval": "sampling_interval",
+    "sampling.cpu": "sampling_cpu",
     "reconcile.retry_interval": "retry_interval",
     "health.interval": "health_interval",
     "pipeline.channel_capacity": "channel_capacity",

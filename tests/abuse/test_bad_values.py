@@ -75,6 +75,7 @@ BAD: dict[str, list[str]] = {
     "output.s3_region": ['"eu west"', '"../x"', f'"{"r" * 65}"'],
     "output.s3_path_style": ['"maybe"', "2", '""'],
     "output.per_domain": ['"maybe"', "2", '""'],
+    "sampling.cpu": ['"first"', '"-1"', "4096", "true", "1.5", '""', '"nonе"'],
     "http.pod_metrics": ['"maybe"', "2", '""'],
     "output.pod_labels": ['"sp ace"', '["a.b", "a_b"]', "2", '["UPPER.example/x"]', '[1]',
                           "[" + ", ".join(f'"k{i}"' for i in range(33)) + "]"],

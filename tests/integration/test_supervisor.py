@@ -128,3 +128,41 @@ def test_runtime_dir_of_another_user_is_refused(short_tmp: str) -> None:
     assert p.proc.wait(30) == 1
     p.kill()
     assert "belongs to uid 65534" in p.log()
+
+
+def _allowed_cpus(pid: int) -> str:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        return next(line.split()[1] for line in f if line.startswith("Cpus_allowed_list:"))
+
+
+@pytest.mark.parametrize("cpu", ["1", "4095"])
+def test_sampling_cpu_pins_the_sampler_or_says_why_not(short_tmp: str, cpu: str) -> None:
+    """``sampling.cpu`` pins the sampler process only; a CPU it may not use is named in
+    the log and the sampler runs unpinned (not a crash loop)."""
+    if cpu == "1" and 1 not in os.sched_getaffinity(0):
+        pytest.fail("this test needs CPU 1 (CI machines have 2 cores)")
+    resctrl = os.path.join(short_tmp, "resctrl")
+    make_resctrl_tree(resctrl)
+    p = RunningPipeline(
+        os.path.join(short_tmp, "run"),
+        ["--actors", "sampler,writer", "--resctrl-root", resctrl,
+         "--output", os.path.join(short_tmp, "out")],
+        os.path.join(short_tmp, "up.log"), env={"RESCTRL_SAMPLING_CPU": cpu},
+    )  # fmt: skip
+    try:
+        p.wait_serving(("sampler", "writer"))
+        pids = p.pids()["actors"]
+        unpinned = _allowed_cpus(os.getpid())
+        if cpu == "1":
+            # Pinned as it starts, after its pid is known: poll.
+            poll_until(lambda: _allowed_cpus(pids["sampler"]) == "1", 20, what="pinned")
+        else:
+            poll_until(lambda: "sampling.cpu = 4095" in p.log(), 20, what="the error logged")
+            assert "running unpinned" in p.log()
+            assert _allowed_cpus(pids["sampler"]) == unpinned
+        poll_until(lambda: "sampler" in p.get("/status")[1], 20, what="a heartbeat")
+        assert _allowed_cpus(pids["writer"]) == unpinned  # only the sampler is pinned
+        assert p.status()["actors"]["sampler"]["restarts"] == 0
+        assert p.terminate() == 0
+    finally:
+        p.kill()
