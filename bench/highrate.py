@@ -9,6 +9,11 @@ writer). The suite stops at the first interval that fails.
 
 Floor: the C floor's sweep over the same files (``bench.sampler``): no interval can
 be shorter than one sweep.
+
+With ``--cpu N`` (default: the last CPU of a machine with two or more) the sampler runs
+on a core of its own: ``sampling.cpu = N`` pins it there, and ``up`` with the writer
+(and this process) are kept off that CPU. Other work on the machine may still run
+there; the "waited for a CPU" column says how much it did.
 """
 
 from __future__ import annotations
@@ -40,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pods", type=int, default=500)
     parser.add_argument("--intervals", default="50,20,10,5,2", help="milliseconds, longest first")
     parser.add_argument("--seconds", type=float, default=60.0, help="window per interval")
+    cpus = sorted(os.sched_getaffinity(0))
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=cpus[-1] if len(cpus) > 1 else -1,
+        help="the sampler's own CPU (sampling.cpu); -1: not pinned",
+    )
 
 
 def skip_reason(ctx: Context) -> str | None:
@@ -48,11 +60,17 @@ def skip_reason(ctx: Context) -> str | None:
 
 
 def attempt(
-    ctx: Context, root: str, paths: list[str], ms: float, seconds: float
+    ctx: Context, root: str, paths: list[str], ms: float, seconds: float, cpu: int = -1
 ) -> dict[str, float]:
-    """Counter deltas over one window at ``ms`` milliseconds per tick."""
+    """Counter deltas over one window at ``ms`` milliseconds per tick (the sampler on
+    CPU ``cpu`` alone, -1: anywhere)."""
     work = tempfile.mkdtemp(prefix="hr-", dir=ctx.work)
     run_dir = os.path.join(work, "run")
+    mine = os.sched_getaffinity(0)
+    env = None
+    if cpu >= 0:
+        env = {"RESCTRL_SAMPLING_CPU": str(cpu)}
+        os.sched_setaffinity(0, mine - {cpu})  # up and the writer inherit it
     up = Pipeline(
         run_dir,
         [
@@ -68,6 +86,7 @@ def attempt(
             "warning",
         ],
         log_path=os.path.join(work, "up.log"),
+        env=env,
     )
     socks = []
     try:
@@ -115,6 +134,7 @@ def attempt(
         for sock in socks:
             sock.close()
         up.stop()
+        os.sched_setaffinity(0, mine)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -127,7 +147,8 @@ def run(ctx: Context, args: argparse.Namespace) -> Section:
     assert ctx.natives is not None
     root = tempfile.mkdtemp(prefix="rp-bench-", dir="/dev/shm")
     table = Table(
-        f"{pods} pods × 2 domains on tmpfs, sampler + writer, {seconds:.0f} s per interval",
+        f"{pods} pods × 2 domains on tmpfs, sampler + writer, {seconds:.0f} s per interval, "
+        + (f"sampler alone on CPU {args.cpu}" if args.cpu >= 0 else "sampler not pinned"),
         [
             "interval ms",
             "ticks",
@@ -155,7 +176,7 @@ def run(ctx: Context, args: argparse.Namespace) -> Section:
         floor = median(sampler.c_floor(ctx.natives.floor, listing, 30, pods * 2))
         warm = median(sampler.warm_ticks(paths, 30))
         for ms in intervals:
-            d = attempt(ctx, root, paths, ms, seconds)
+            d = attempt(ctx, root, paths, ms, seconds, args.cpu)
             ok = d["missed_ticks_sample"] == 0 and d["dropped_occupancy"] == 0
             table.add(
                 f"{ms:g}",
