@@ -38,12 +38,18 @@ def test_flush_by_rows_bytes_and_interval() -> None:
     assert p.reason(0, 0, None, 1e9) is None
     assert p.reason(99, 999, 0.0, 9.999) is None
     assert p.reason(100, 0, 0.0, 0.0) is FlushReason.ROWS
+    assert p.reason(150, 0, 0.0, 0.0) is FlushReason.ROWS  # one big batch overshoots
     assert p.reason(1, 1000, 0.0, 0.0) is FlushReason.BYTES
     assert p.reason(1, 10**7, 0.0, 0.0) is FlushReason.BYTES  # one huge batch overshoots
     assert p.reason(0, 0, 0.0, 1e9) is None  # an empty buffer is never due: no empty row group
     assert p.reason(1, 1, 5.0, 15.0) is FlushReason.INTERVAL
     assert p.reason(1, 1, 5.0, 14.999) is None
     assert p.reason(1, 1, 5.0, 100.0) is FlushReason.INTERVAL  # a late tick still flushes
+
+
+def test_smallest_flush_limits_are_valid() -> None:
+    p = FlushPolicy(interval=0.001, max_rows=1, max_bytes=1)
+    assert p.reason(1, 0, 0.0, 0.0) is FlushReason.ROWS
 
 
 def test_flush_deadline_follows_the_oldest_row() -> None:
@@ -58,6 +64,9 @@ def test_flush_deadline_follows_the_oldest_row() -> None:
         ({"interval": 0.0, "max_rows": 1, "max_bytes": 1}, "output.flush_interval"),
         ({"interval": 1.0, "max_rows": 0, "max_bytes": 1}, "output.flush_rows"),
         ({"interval": 1.0, "max_rows": 1, "max_bytes": -1}, "output.flush_bytes"),
+        ({"interval": -1.0, "max_rows": 1, "max_bytes": 1}, "output.flush_interval"),
+        ({"interval": 1.0, "max_rows": -5, "max_bytes": 1}, "output.flush_rows"),
+        ({"interval": 1.0, "max_rows": 1, "max_bytes": 0}, "output.flush_bytes"),
     ],
 )
 def test_flush_policy_rejects_nonsense(kwargs: dict[str, float], key: str) -> None:
@@ -76,6 +85,7 @@ def test_rotation_by_size_and_age_only_with_a_file() -> None:
     assert p.reason(1000, 0.0, 1.0) is RotateReason.SIZE
     assert p.reason(10**7, 0.0, 1.0) is RotateReason.SIZE  # a row group overshoots the limit
     assert p.reason(0, 100.0, 3700.0) is RotateReason.AGE
+    assert p.reason(0, 100.0, 86400.0) is RotateReason.AGE  # checked late, still due
     assert p.deadline(None) is None
     assert p.deadline(100.0) == 3700.0
 
@@ -87,6 +97,7 @@ def test_rotation_policy_rejects_nonsense() -> None:
         RotationPolicy(max_bytes=1, interval=0.0)
     with pytest.raises(ConfigError):
         RotationPolicy(max_bytes=1, interval=-60.0)
+    assert RotationPolicy(max_bytes=1, interval=0.5).interval == 0.5  # sub-second is valid
     with pytest.raises(ConfigError):
         RotationPolicy(max_bytes=-1, interval=60.0)
 
@@ -105,6 +116,8 @@ def test_file_name_format() -> None:
     assert final_name_of(".x.parquet.tmp") is None
     assert final_name_of("..parquet.journal") is None  # no final name left
     assert final_name_of(".a/b.parquet.partial") is None  # a path, not a name in the directory
+    dashed = file_name("", "-n", 0.0, "0a1b2c3d")  # an empty prefix and a node "-n"
+    assert final_name_of(journal_name(dashed)) == dashed
     mine = leftover_pattern("resctrl-occupancy-", "node/1")
     assert mine.fullmatch(journal_name(file_name("resctrl-occupancy-", "node/1", 0.0, "0a1b2c3d")))
     assert mine.fullmatch(partial_name(name.replace("node-1", "node_1")))
@@ -169,6 +182,11 @@ def test_sanitising_keeps_safe_names_and_replaces_the_rest() -> None:
     assert sanitize_node("...ab") == "___ab"  # each leading dot becomes one "_"
     assert sanitize_node(".hidden") == "_hidden"
     assert sanitize_node("") == "node"
+    assert sanitize_node("n" * 100) == "n" * 64
+
+
+def test_prefix_of_the_longest_allowed_length_is_accepted() -> None:
+    assert check_prefix("p" * 64) == "p" * 64
 
 
 @given(st.text(max_size=300))
