@@ -88,7 +88,9 @@ def test_connections_beyond_the_bound_get_503_and_the_slots_come_back(
     finally:
         for sock in held:
             sock.close()
-    poll_until(lambda: _get(http.port, "/live") == 200, 10, what="/live served again")
+    # The slots come back once the serving threads saw the clients hang up.
+    poll_until(lambda: not http._server._deadlines, 10, what="the slots released")
+    assert _get(http.port, "/live") == 200
     with urllib.request.urlopen(f"http://127.0.0.1:{http.port}/metrics", timeout=30) as r:
         text = r.read().decode()
     assert "resctrl_pipeline_http_connections_rejected_total 1.0" in text

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import socket
 import sys
 import threading
@@ -49,13 +50,19 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+#: Seconds the accept loop waits for a connection before it looks for a stop request
+#: on its own; :meth:`HttpEndpoints.stop` does not wait for it (it connects once).
+_ACCEPT_POLL = 30.0
+
+
 class _BoundedServer(ThreadingHTTPServer):
     """ThreadingHTTPServer with a bound on connections and a deadline per connection.
 
     Hand-written because the standard library's server has neither: a thread per
     connection without limit, and sockets that wait for a client forever. One
     watchdog thread shuts down every connection past its deadline, which unblocks
-    the thread serving it.
+    the thread serving it; with no connection open it sleeps until one comes (an idle
+    agent has no timer waking it for nothing).
     """
 
     daemon_threads = True
@@ -68,7 +75,8 @@ class _BoundedServer(ThreadingHTTPServer):
         self._slots = threading.BoundedSemaphore(max_connections)
         self._deadlines: dict[socket.socket, float] = {}
         self._lock = threading.Lock()
-        self._closing = threading.Event()
+        self._changed = threading.Condition(self._lock)
+        self._closing = False
         super().__init__(addr, handler)
         self._watchdog = threading.Thread(target=self._watch, name="http-deadlines", daemon=True)
         self._watchdog.start()
@@ -81,8 +89,9 @@ class _BoundedServer(ThreadingHTTPServer):
                 request.send(_BUSY)
             self.shutdown_request(request)
             return
-        with self._lock:
+        with self._changed:
             self._deadlines[request] = time.monotonic() + self.request_timeout
+            self._changed.notify()
         try:
             super().process_request(request, client_address)
         except BaseException:
@@ -101,10 +110,20 @@ class _BoundedServer(ThreadingHTTPServer):
                 self._slots.release()
 
     def _watch(self) -> None:
-        while not self._closing.wait(min(0.5, self.request_timeout / 4)):
-            now = time.monotonic()
-            with self._lock:
+        while True:
+            with self._changed:
+                if self._closing:
+                    return
+                now = time.monotonic()
                 late = [s for s, deadline in self._deadlines.items() if now >= deadline]
+                for sock in late:
+                    # Cut off once; its serving thread then ends and forgets it.
+                    self._deadlines[sock] = math.inf
+                if not late:
+                    # Until the next deadline, or a new connection (or close) notifies.
+                    soonest = min(self._deadlines.values(), default=math.inf)
+                    self._changed.wait(None if soonest == math.inf else soonest - now)
+                    continue
             for sock in late:
                 with contextlib.suppress(OSError):  # already closed by its thread
                     sock.shutdown(socket.SHUT_RDWR)
@@ -117,7 +136,9 @@ class _BoundedServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)  # type: ignore[arg-type]
 
     def server_close(self) -> None:
-        self._closing.set()
+        with self._changed:
+            self._closing = True
+            self._changed.notify()
         super().server_close()
 
 
@@ -197,13 +218,35 @@ class HttpEndpoints:
         host, port = parse_addr(addr)
         self._server = _BoundedServer((host, port), Handler, max_connections, request_timeout)
         self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            # No periodic wake-up of the accept loop: stop() ends its wait itself.
+            kwargs={"poll_interval": _ACCEPT_POLL},
+            name="http",
+            daemon=True,
+        )
 
     def start(self) -> None:
         """Start serving in the background."""
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving and close the listening socket."""
-        self._server.shutdown()
+        """Stop serving and close the listening socket.
+
+        The accept loop notices a stop request only when its wait ends, and it waits
+        without a short timeout (an idle agent should not wake twice a second), so
+        this connects to the server once (again every 50 ms until it has stopped).
+        """
+        if self._thread.is_alive():
+            stopping = threading.Thread(target=self._server.shutdown, daemon=True)
+            stopping.start()
+            while stopping.is_alive():
+                self._knock()
+                stopping.join(0.05)
         self._server.server_close()
+
+    def _knock(self) -> None:
+        """Connect to the listening socket and hang up (wakes the accept loop)."""
+        host, port = self._server.server_address[:2]
+        with contextlib.suppress(OSError):
+            socket.create_connection((str(host), int(port)), timeout=0.5).close()
