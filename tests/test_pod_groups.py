@@ -1,0 +1,76 @@
+"""Pod groups under resctrl errors: failed mkdir, failed listing, late passes, removals.
+
+Cases the mutation run (docs/testing.md) found unchecked by tests/test_reconcile.py,
+with the same node (cgroup tree on disk, in-memory resctrl kernel with injected errnos).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from pathlib import Path
+
+import pytest
+
+from resctrl_pipeline.messages import GroupState, LifecycleSnapshot, PodDown
+from tests.test_reconcile import ROOT, Node, states
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Node:
+    return Node(tmp_path)
+
+
+def test_failed_mkdir_is_counted_and_retried(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    core = node.core()
+    node.ops.fail("mkdir", errno.EIO)
+    with caplog.at_level(logging.WARNING):
+        out = core.handle(node.start_pod("p1"), now=0)
+    assert out == [GroupState("p1", None, 0, 0)]  # reported without a group, not crashed
+    assert "pod p1 has no group (error)" in caplog.text
+    stats = core.statistics()
+    assert stats.counters["mkdir_errors"] == 1 and stats.gauges["pods_without_group"] == 1
+    assert node.group("p1") is None
+    out = core.on_retry_timer(now=10)
+    assert out == [GroupState("p1", f"{ROOT}/mon_groups/pod_p1", 0, 0)]
+    assert core.statistics().counters["groups_created"] == 1
+
+
+def test_orphan_is_removed_by_a_pass_that_comes_late(node: Node) -> None:
+    core = node.core(retry_interval=10)
+    core.handle(LifecycleSnapshot(), now=0)
+    node.ops.mkdir("pod_leak")
+    core.on_retry_timer(now=10)  # first seen without a pod
+    core.on_retry_timer(now=47.3)  # the grace (20 s) is long over: passes drift
+    assert node.group("leak") is None
+    assert core.statistics().counters["orphans_removed"] == 1
+
+
+def test_removal_counts_tell_removed_from_already_gone(node: Node) -> None:
+    core = node.core()
+    for uid in ("p1", "p2"):
+        core.handle(node.start_pod(uid), now=0)
+    node.ops.groups.pop("pod_p2")  # someone removed it behind our back
+    core.handle(PodDown("p1"), now=1)
+    core.handle(PodDown("p2"), now=1)
+    counters = core.statistics().counters
+    assert (counters["groups_removed"], counters["groups_already_gone"]) == (1, 1)
+    assert node.group("p1") is None
+
+
+def test_failed_listing_is_counted_and_removes_nothing(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    core = node.core(retry_interval=10)
+    core.handle(LifecycleSnapshot(), now=0)
+    node.ops.mkdir("pod_leak")
+    node.ops.fail("list_groups", errno.EIO, times=10)
+    with caplog.at_level(logging.ERROR):
+        for now in (10, 40, 70):
+            assert states(core.on_retry_timer(now=now)) == {}
+    assert "cannot list monitoring groups" in caplog.text
+    counters = core.statistics().counters
+    assert counters["list_errors"] == 3 and "orphans_removed" not in counters
+    assert node.group("leak") == set()  # not removed while we cannot see what is there
