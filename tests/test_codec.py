@@ -67,7 +67,12 @@ def _raw(body: object, kind: str = "PodUp", v: object = 1) -> bytes:
      *(_raw({"actor": "a", "pid": 1, "started_at": 0.0, field: ["x"]}, kind="ActorStats")
        for field in ("counters", "gauges", "ready", "info")),
      *(_raw({"actor": "a", "pid": 1, "started_at": 0.0, field: {"k": value}}, kind="ActorStats")
-       for field, value in (("counters", "1"), ("gauges", True), ("ready", 1), ("info", 1))),
+       for field, value in (("counters", "1"), ("gauges", True), ("ready", 1), ("info", 1),
+                            ("info", b"bytes"))),
+     # A binary (bytes) key where a text key belongs: msgpack's bin type.
+     *(_raw({"actor": "a", "pid": 1, "started_at": 0.0, field: {b"k": value}}, kind="ActorStats")
+       for field, value in (("counters", 1.0), ("ready", True), ("info", "x"))),
+     _raw({"uid": "u", "namespace": "n", "name": "x", "labels": {"k": b"v"}}, kind="PodLabels"),
      _raw({"uid": "u", "namespace": "n", "name": "x", "labels": ["k"]}, kind="PodLabels"),
      _raw({"pod_uid": "u", "group_path": "/g", "total_containers": 1,
            "reconciled_containers": 1, "class_paths": "abc"}, kind="GroupState")],
