@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from resctrl_pipeline.errors import GONE_ERRNOS, PipelineError
+from resctrl_pipeline.pseudofile import read_all
 
 __all__ = [
     "V1_HIERARCHIES",
@@ -278,8 +279,7 @@ class CgroupReader:
                 # and tmpfs: skip listing the usual leaf. Other values (1 on filesystems
                 # that do not count) mean "maybe": list it.
                 links = os.stat(current).st_nlink
-                with open(os.path.join(current, self.layout.threads_file), "rb") as f:
-                    data = f.read()
+                data = read_all(f"{current}/{self.layout.threads_file}")
                 if links != 2:
                     with os.scandir(current) as entries:
                         pending.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))

@@ -17,6 +17,8 @@ import errno
 import os
 from typing import Protocol
 
+from resctrl_pipeline.pseudofile import read_all
+
 __all__ = ["OsResctrlOps", "ResctrlOps", "split_name"]
 
 _NOT_CLASSES = frozenset({"info", "mon_groups", "mon_data"})
@@ -149,8 +151,7 @@ class OsResctrlOps:
 
     def read_tasks(self, name: str) -> str:
         # Decoding never fails: junk lines are skipped by the parser, not fatal.
-        with open(os.path.join(self._dir(name), "tasks"), encoding="utf-8", errors="replace") as f:
-            return f.read()
+        return read_all(f"{self._dir(name)}/tasks").decode("utf-8", "replace")
 
     def write_tid(self, name: str, tid: int) -> None:
         # One os.write per id: a buffered writer could merge ids into one write(),
