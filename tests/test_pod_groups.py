@@ -21,15 +21,19 @@ def node(tmp_path: Path) -> Node:
     return Node(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("code", "why"),
+    [(errno.EIO, "error"), (errno.ENOENT, "unavailable")],  # ENOENT: resctrl unmounted
+)
 def test_failed_mkdir_is_counted_and_retried(
-    node: Node, caplog: pytest.LogCaptureFixture
+    node: Node, caplog: pytest.LogCaptureFixture, code: int, why: str
 ) -> None:
     core = node.core()
-    node.ops.fail("mkdir", errno.EIO)
+    node.ops.fail("mkdir", code)
     with caplog.at_level(logging.WARNING):
         out = core.handle(node.start_pod("p1"), now=0)
     assert out == [GroupState("p1", None, 0, 0)]  # reported without a group, not crashed
-    assert "pod p1 has no group (error)" in caplog.text
+    assert f"pod p1 has no group ({why})" in caplog.text
     stats = core.statistics()
     assert stats.counters["mkdir_errors"] == 1 and stats.gauges["pods_without_group"] == 1
     assert node.group("p1") is None
@@ -74,3 +78,36 @@ def test_failed_listing_is_counted_and_removes_nothing(
     counters = core.statistics().counters
     assert counters["list_errors"] == 3 and "orphans_removed" not in counters
     assert node.group("leak") == set()  # not removed while we cannot see what is there
+
+
+def test_the_log_tells_no_free_rmid_from_rmids_in_limbo(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    node.ops.num_rmids = 2  # root + one group
+    core = node.core()
+    core.handle(node.start_pod("p1"), now=0)
+    with caplog.at_level(logging.WARNING):
+        core.handle(node.start_pod("p2"), now=1)
+        assert "pod p2 has no group (no_free_rmid)" in caplog.text
+        core.handle(PodDown("p1"), now=2)  # its RMID goes to limbo
+        core.on_retry_timer(now=10)
+        assert "pod p2 has no group (rmids_in_limbo)" in caplog.text
+
+
+def test_failed_rmdir_is_counted_and_the_sweep_removes_the_group_later(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    core = node.core(retry_interval=10)
+    core.handle(LifecycleSnapshot((node.start_pod("p1"),)), now=0)
+    node.ops.fail("rmdir", errno.EIO)
+    with caplog.at_level(logging.ERROR):
+        out = core.handle(PodDown("p1"), now=1)
+    assert [type(m).__name__ for m in out] == ["GroupGone"]
+    assert "cannot remove group pod_p1" in caplog.text
+    counters = core.statistics().counters
+    assert counters["group_remove_errors"] == 1 and "groups_removed" not in counters
+    assert node.group("p1") == set()  # still there: now an orphan
+    core.on_retry_timer(now=10)
+    core.on_retry_timer(now=40)  # past the grace
+    assert node.group("p1") is None
+    assert core.statistics().counters["orphans_removed"] == 1
