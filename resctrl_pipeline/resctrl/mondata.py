@@ -170,7 +170,8 @@ class GroupFiles:
 
     Per MBM/LLC feature: the files read and, in parallel, the L3 domain id of each.
     ``llc_subs``: sub-node occupancy files behind L3-level ones (SNC), for the zero
-    check. ``telemetry``: per requested AET event, its file in every package.
+    check, with ``llc_subs_dom`` the L3 domain of each. ``telemetry``: per requested
+    AET event, its file in every package.
     """
 
     llc: list[str] = field(default_factory=list)
@@ -180,6 +181,7 @@ class GroupFiles:
     local: list[str] = field(default_factory=list)
     local_dom: list[int] = field(default_factory=list)
     llc_subs: list[str] = field(default_factory=list)
+    llc_subs_dom: list[int] = field(default_factory=list)
     telemetry: list[list[str]] = field(default_factory=list)
 
 
@@ -253,6 +255,7 @@ def _resolve_l3(
             doms.append(dom)
             if feature == "llc_occupancy":
                 files.llc_subs.extend(below)
+                files.llc_subs_dom.extend([dom] * len(below))
         else:
             # No L3-level file (or a wrong one): sum the sub-NUMA nodes (never both).
             out.extend(below)
@@ -456,6 +459,32 @@ def _fast_sum(fds: list[int]) -> int:
     return total
 
 
+def _fast_sum_nonzero(fds: list[int]) -> int:
+    """:func:`_fast_sum` for SNC L3-level sums, where a zero in any domain may be the
+    kernel's bug rather than an empty cache (the careful path then checks that
+    domain's sub-nodes).
+
+    Raises:
+        ValueError: as :func:`_fast_sum`, and for a zero value. OSError: a read failed.
+    """
+    pread = os.pread
+    total = 0
+    for fd in fds:
+        raw = pread(fd, _READ_SIZE, 0)
+        if not raw[:-1].isdigit():
+            raise ValueError(raw)
+        value = int(raw)
+        if not 0 < value <= _MAX_COUNTER:
+            raise ValueError(value)
+        total += value
+    return total
+
+
+def _zero_domains(files: GroupFiles, llc_raws: Sequence[bytes]) -> set[int]:
+    """The L3 domains whose occupancy read exactly 0 (careful paths only)."""
+    return {dom for raw, dom in zip(llc_raws, files.llc_dom, strict=True) if raw.strip() == b"0"}
+
+
 @dataclass(slots=True)
 class _OpenGroup:
     files: GroupFiles
@@ -564,8 +593,8 @@ class PreadReader:
             # breakdown) falls through to the careful path below, which classifies it.
             if not og.telemetry and not self.per_domain:
                 try:
-                    llc = _fast_sum(og.llc)
-                    if llc <= _MAX_COUNTER and (llc or not og.snc_top):
+                    llc = _fast_sum_nonzero(og.llc) if og.snc_top else _fast_sum(og.llc)
+                    if llc <= _MAX_COUNTER:
                         if not self.mbm:
                             return GroupReading(llc)
                         if not og.mbm_total and not og.mbm_local:
@@ -609,36 +638,46 @@ class PreadReader:
             if err.reason in ("io", "gone"):
                 self._paths.pop(group_path, None)
             raise
-        if reading.llc_occupancy == 0 and files.llc_subs and self._snc_zero(files, group_path):
+        if files.llc_subs and self._snc_zero(files, _zero_domains(files, values.llc), group_path):
             return self.read(group_path)
         return reading
 
     def _careful(self, og: _OpenGroup, where: str) -> GroupReading:
         """Read and classify every counter of an open group (raises typed errors)."""
-        reading = _reading(og.files, og.values(), where, self.mbm, self.per_domain)
-        if reading.llc_occupancy == 0 and og.snc_top and self._snc_zero(og.files, where):
+        values = og.values()
+        reading = _reading(og.files, values, where, self.mbm, self.per_domain)
+        if og.snc_top and self._snc_zero(og.files, _zero_domains(og.files, values.llc), where):
             return self.read(where)
         return reading
 
-    def _snc_zero(self, files: GroupFiles, where: str) -> bool:
-        """An SNC L3-level sum read 0: do its sub-nodes disagree? Then switch to them.
+    def _snc_zero(self, files: GroupFiles, zero: set[int], where: str) -> bool:
+        """SNC L3-level sums read 0 in the ``zero`` domains: do their sub-nodes
+        disagree? Then switch to reading sub-nodes everywhere.
+
+        A domain whose sub-nodes read 0 too is simply empty; it is checked again on
+        each tick it reads 0 (its sub-nodes' files only).
 
         Returns:
             True when the reader switched to sub-node reading (the caller re-reads).
         """
-        if self._sub_level:
+        if self._sub_level or not zero:
             return False
         try:
-            below = sum(parse_counter(_read_file(p), p) for p in files.llc_subs)
+            below = sum(
+                parse_counter(_read_file(p), p)
+                for p, dom in zip(files.llc_subs, files.llc_subs_dom, strict=True)
+                if dom in zero
+            )
         except ResctrlReadError:
             return False
         if not below:
             return False
         log.warning(
-            "SNC: %s reads 0 at the L3 level but %d bytes in its sub-NUMA nodes; this kernel "
-            "lacks fix 594902c986e2 (zero sums after a CPU went offline): reading the "
-            "sub-NUMA nodes from now on",
+            "SNC: %s reads 0 at the L3 level of domain(s) %s but %d bytes in their sub-NUMA "
+            "nodes; this kernel lacks fix 594902c986e2 (zero sums after a CPU went "
+            "offline): reading the sub-NUMA nodes from now on",
             where,
+            ",".join(map(str, sorted(zero))),
             below,
         )
         self._sub_level = True

@@ -77,9 +77,7 @@ def test_snc_profile_serves_sub_domains_with_the_chosen_node_count(mount_dir: st
     "zeroed",
     [
         (0, 1),
-        pytest.param((1,), marks=pytest.mark.xfail(strict=True, reason=(
-            "known gap: the reader checks the group's total, not each L3 domain, so one "
-            "domain's zero sum beside a non-zero one goes unnoticed (under-counts)"))),
+        (1,),
     ],
     ids=["every-L3-zero", "one-L3-zero"],
 )  # fmt: skip
