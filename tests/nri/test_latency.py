@@ -20,7 +20,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def test_burst_is_answered_within_milliseconds_without_consumers(short_tmp: str) -> None:
+def test_burst_is_answered_without_blocking_when_no_consumer_reads(short_tmp: str) -> None:
     path = f"{short_tmp}/nri.sock"
     tasks = Path(short_tmp) / "tasks"
     ctx = multiprocessing.get_context("spawn")
@@ -50,7 +50,7 @@ def test_burst_is_answered_within_milliseconds_without_consumers(short_tmp: str)
     latencies = [a.latency * 1000 for a in answers]
     p50, p99, worst = statistics.median(latencies), _percentile(latencies, 0.99), max(latencies)
     print(f"\n{len(latencies)} answers: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {worst:.2f} ms")
-    # Typically p50 0.4 ms, p99 2-3 ms; the bounds leave room for a busy 2-core CI box
-    # while still failing on anything that blocks (a blocked answer takes seconds).
-    assert p99 < 100
-    assert worst < 1500  # the runtime's deadline is 2 s
+    # Typically p50 0.4 ms, p99 2-3 ms: how fast is the NRI benchmark's business
+    # (scripts/bench.py nri), not a unit test's. What fails here is an answer that
+    # blocks on the consumers that never read: it would take the runtime's 2 s deadline.
+    assert worst < 1500
