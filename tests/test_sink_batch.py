@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from resctrl_pipeline.sink.batch import RowBuffer, file_schema, to_record_batch, unknown_columns
+from resctrl_pipeline.sink.errors import BatchRejected
 from tests.test_sink_parquet import batch
 
 
@@ -34,6 +37,15 @@ def test_a_large_batch_is_not_taken_for_ragged_columns() -> None:
     assert rb.column("llc_occupancy_bytes").to_pylist()[-1] == 4999
 
 
+@pytest.mark.parametrize("rows", [2, 4])  # shorter or longer than the columns before it
+def test_a_column_of_another_length_is_refused(rows: int) -> None:
+    columns = dict(batch(0, 3).columns)
+    columns["llc_occupancy_bytes"] = list(range(rows))
+    with pytest.raises(BatchRejected) as exc:
+        to_record_batch(columns, file_schema((), "n", "v", "t"))
+    assert exc.value.reason == "ragged_columns"
+
+
 def test_an_empty_batch_gives_an_empty_record_batch() -> None:
     schema = file_schema(("mbm_total_bytes", "mbm_local_bytes"), "n", "v", "t")
     rb = to_record_batch(batch(0, 0).columns, schema)  # the optional MBM columns absent
@@ -42,7 +54,7 @@ def test_an_empty_batch_gives_an_empty_record_batch() -> None:
 
 def test_row_buffer_counts_and_forgets() -> None:
     buf = RowBuffer()
-    assert not buf and (buf.rows, buf.oldest_at) == (0, None)
+    assert not buf and (buf.rows, buf.nbytes, buf.oldest_at) == (0, 0, None)
     schema = file_schema((), "n", "v", "t")
     for now, rows in ((5.0, 3), (7.0, 4)):
         buf.append(to_record_batch(batch(0, rows).columns, schema), now)
