@@ -1,4 +1,4 @@
-"""Pod groups under resctrl errors: failed mkdir, failed listing, late passes, removals.
+"""Pod groups under resctrl errors (failed mkdir, listing, rmdir; late passes) and what a pass reports.
 
 Cases the mutation run (docs/testing.md) found unchecked by tests/test_reconcile.py,
 with the same node (cgroup tree on disk, in-memory resctrl kernel with injected errnos).
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from resctrl_pipeline.messages import GroupState, LifecycleSnapshot, PodDown
+from resctrl_pipeline.messages import GroupGone, GroupState, LifecycleSnapshot, PodDown
 from tests.test_reconcile import ROOT, Node, states
 
 
@@ -111,3 +111,14 @@ def test_failed_rmdir_is_counted_and_the_sweep_removes_the_group_later(
     core.on_retry_timer(now=40)  # past the grace
     assert node.group("p1") is None
     assert core.statistics().counters["orphans_removed"] == 1
+
+
+def test_a_gone_pod_does_not_hide_the_changes_of_the_pods_after_it(node: Node) -> None:
+    core = node.core()
+    pods = (node.start_pod("a"), node.start_pod("b"))
+    core.handle(LifecycleSnapshot(pods, (node.start_container("b", "c1", [10]),)), now=0)
+    node.stop_pod("a")  # its PodDown was lost
+    node.stop_container("b", "c1")  # exited: b's running containers change
+    out = core.on_retry_timer(now=10)
+    assert out == [GroupGone("a"), GroupState("b", f"{ROOT}/mon_groups/pod_b", 0, 0)]
+    assert core.statistics().counters["snapshots"] == 1
