@@ -1,4 +1,4 @@
-"""Pod groups under resctrl errors (failed mkdir, listing, rmdir; late passes) and what a pass reports.
+"""Pod groups under resctrl errors (mkdir, listing, rmdir; late passes), and pass outputs.
 
 Cases the mutation run (docs/testing.md) found unchecked by tests/test_reconcile.py,
 with the same node (cgroup tree on disk, in-memory resctrl kernel with injected errnos).
