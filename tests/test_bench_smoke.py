@@ -123,3 +123,11 @@ def test_a_benchmark_run_alone_updates_its_own_section_of_the_real_page(tmp_path
         start = f"<!-- bench:{other} -->"
         kept = before[before.index(start) : before.index(f"<!-- /bench:{other} -->")]
         assert kept in after
+
+
+def test_a_sections_plot_is_linked_from_its_markdown() -> None:
+    from bench.report import Figure
+
+    plot = Figure("benchmarks-x.svg", "CPU against pods", "<svg/>")
+    section = Section("x", "Title x", [], [], figures=[plot])
+    assert "![CPU against pods](benchmarks-x.svg)" in section.markdown()
