@@ -54,13 +54,14 @@ def test_orphan_is_removed_by_a_pass_that_comes_late(node: Node) -> None:
 
 def test_removal_counts_tell_removed_from_already_gone(node: Node) -> None:
     core = node.core()
-    for uid in ("p1", "p2"):
+    for uid in ("p1", "p2", "p3"):
         core.handle(node.start_pod(uid), now=0)
-    node.ops.groups.pop("pod_p2")  # someone removed it behind our back
-    core.handle(PodDown("p1"), now=1)
-    core.handle(PodDown("p2"), now=1)
+    for uid in ("p2", "p3"):
+        node.ops.groups.pop(f"pod_{uid}")  # someone removed them behind our back
+    for uid in ("p1", "p2", "p3"):
+        core.handle(PodDown(uid), now=1)
     counters = core.statistics().counters
-    assert (counters["groups_removed"], counters["groups_already_gone"]) == (1, 1)
+    assert (counters["groups_removed"], counters["groups_already_gone"]) == (1, 2)
     assert node.group("p1") is None
 
 
