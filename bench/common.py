@@ -78,27 +78,36 @@ def wait_for(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
         time.sleep(0.05)
 
 
+def _schedstat_sum(pid: int, field: int) -> int | None:
+    """One ``schedstat`` field summed over the live threads of ``pid`` (a thread that
+    exits between listing and reading is skipped); None without schedstat."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
+                total += int(f.read().split()[field])
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, IndexError):
+            return None
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of every live thread of ``pid``, in seconds.
 
     Threads that already exited are not counted; a pipeline's threads live as long
     as their process. Falls back to psutil (clock ticks) without schedstat.
     """
-    total = 0
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0.0
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
-                total += int(f.read().split()[0])
-        except FileNotFoundError:
-            continue  # exited between listing and reading
-        except (OSError, ValueError, IndexError):
-            t = psutil.Process(pid).cpu_times()
-            return float(t.user + t.system)
-    return total / 1e9
+    ns = _schedstat_sum(pid, 0)
+    if ns is None:
+        t = psutil.Process(pid).cpu_times()
+        return float(t.user + t.system)
+    return ns / 1e9
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -123,18 +132,7 @@ def wakeups(pid: int) -> int:
     """How many times the live threads of ``pid`` have been put on a CPU so far
     (``schedstat``'s third field, summed): each is a wake-up or a preemption resumed.
     0 without schedstat."""
-    total = 0
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
-                total += int(f.read().split()[2])
-        except (OSError, ValueError, IndexError):
-            continue  # exited between listing and reading, or no schedstat
-    return total
+    return _schedstat_sum(pid, 2) or 0
 
 
 def memory_mb(pid: int) -> tuple[float, float, float]:

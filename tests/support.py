@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from resctrl_pipeline.messages import OccupancyBatch
 
 T = TypeVar("T")
 
@@ -84,3 +88,16 @@ def fuzz_examples(quick: int) -> int:
     if settings.get_current_profile_name() == "ci":
         return max(quick, CI_EXAMPLES)
     return quick
+
+
+def write_batch(batch: OccupancyBatch, out: Path) -> Path:
+    """Write one batch through the production Parquet sink into ``out``; the file.
+
+    Imported here, not at the top: most users of this module never load pyarrow."""
+    from resctrl_pipeline.sink import ParquetSink
+
+    sink = ParquetSink(str(out), node="n1")
+    sink.add(batch, 0.0)
+    sink.close(1.0)
+    [name] = [n for n in os.listdir(out) if n.endswith(".parquet")]
+    return out / name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import pytest
 import zmq
@@ -308,8 +309,6 @@ class DeadlineCore(Core):
 
 
 def test_the_shell_wakes_for_a_cores_own_deadline(short_tmp: str) -> None:
-    import time
-
     core = DeadlineCore(time.monotonic() + 0.05)
     quiet = ActorSettings(runtime_dir=short_tmp, channel_capacity=8, snapshot_interval=600.0,
                           stats_interval=600.0, install_signal_handlers=False)  # fmt: skip

@@ -15,9 +15,8 @@ import pytest
 from resctrl_pipeline.messages import GroupState, PodLabels
 from resctrl_pipeline.resctrl.mondata import PreadReader
 from resctrl_pipeline.sampling import Sampler
-from resctrl_pipeline.sink import ParquetSink
 from tests import golden_schema as golden
-from tests.support import make_group, make_resctrl_tree
+from tests.support import make_group, make_resctrl_tree, write_batch
 
 
 def written(tmp_path: Path, *, mbm: bool, telemetry: bool = False, per_domain: bool = False,
@@ -47,12 +46,7 @@ def written(tmp_path: Path, *, mbm: bool, telemetry: bool = False, per_domain: b
         sampler.handle_metadata_event(PodLabels("u1", "ns", "p1"))  # u2: labels still null
     batch = sampler.handle_sample_timer()
     assert batch is not None
-    out = tmp_path / "out"
-    sink = ParquetSink(str(out), node="n1")
-    sink.add(batch, 0.0)
-    sink.close(1.0)
-    [name] = [n for n in os.listdir(out) if n.endswith(".parquet")]
-    return pq.ParquetFile(out / name)
+    return pq.ParquetFile(write_batch(batch, tmp_path / "out"))
 
 
 @pytest.mark.parametrize(
@@ -112,12 +106,7 @@ def test_pod_label_columns_come_last_sorted_as_nullable_strings(tmp_path: Path) 
     sampler.handle_metadata_event(PodLabels("u1", "ns", "p1", labels={"team": "red"}))
     batch = sampler.handle_sample_timer()
     assert batch is not None
-    out = tmp_path / "out"
-    sink = ParquetSink(str(out), node="n1")
-    sink.add(batch, 0.0)
-    sink.close(1.0)
-    [name] = [n for n in os.listdir(out) if n.endswith(".parquet")]
-    f = pq.ParquetFile(out / name)
+    f = pq.ParquetFile(write_batch(batch, tmp_path / "out"))
     labels = [
         ("label_app_kubernetes_io_name", pa.string(), True),
         ("label_team", pa.string(), True),

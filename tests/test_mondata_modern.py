@@ -20,8 +20,7 @@ from resctrl_pipeline.resctrl.info import parse_assign_mode, parse_domain_counts
 from resctrl_pipeline.resctrl.mondata import PreadReader, parse_telemetry, read_group
 from resctrl_pipeline.sampling import Sampler
 from resctrl_pipeline.schema import FIXED_COLUMNS
-from resctrl_pipeline.sink import ParquetSink
-from tests.support import make_group, make_resctrl_tree, set_counter
+from tests.support import make_group, make_resctrl_tree, set_counter, write_batch
 
 
 def write(path: str, text: str) -> None:
@@ -227,12 +226,7 @@ def test_sampler_columns_reach_parquet(tmp_path: Path) -> None:
     sampler.handle_metadata_event(PodLabels("u1", "ns", "p"))
     batch = sampler.handle_sample_timer()
     assert batch is not None
-    out = tmp_path / "out"
-    sink = ParquetSink(str(out), node="n1")
-    sink.add(batch, 0.0)
-    sink.close(1.0)
-    [name] = [n for n in os.listdir(out) if n.endswith(".parquet")]
-    table = pq.read_table(out / name)
+    table = pq.read_table(write_batch(batch, tmp_path / "out"))
     assert table.schema.names[:9] == [c[0] for c in FIXED_COLUMNS]
     assert table.schema.names[9:] == [
         "mbm_total_bytes", "mbm_local_bytes", "mbm_state", "core_energy_joules", "activity",

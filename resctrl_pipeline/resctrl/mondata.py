@@ -437,12 +437,17 @@ def read_group(
     return _reading(files, values, group_path, mbm, per_domain)
 
 
-def _fast_sum(fds: list[int]) -> int:
+def _fast_sum(fds: list[int], least: int = 0) -> int:
     """Sum of the counters behind ``fds`` read with pread: the hot path, unclassified.
 
+    ``least`` 1 is for SNC L3-level sums, where a zero in any domain may be the
+    kernel's bug rather than an empty cache (the careful path then checks that
+    domain's sub-nodes).
+
     Raises:
-        ValueError: a value is not a number or is out of range (the caller then reads
-            the careful way, which classifies the problem). OSError: a read failed.
+        ValueError: a value is not a number or is out of range (below ``least``);
+            the caller then reads the careful way, which classifies the problem.
+            OSError: a read failed.
     """
     pread = os.pread
     total = 0
@@ -453,28 +458,7 @@ def _fast_sum(fds: list[int]) -> int:
         if not raw[:-1].isdigit():
             raise ValueError(raw)
         value = int(raw)
-        if value > _MAX_COUNTER:
-            raise ValueError(value)
-        total += value
-    return total
-
-
-def _fast_sum_nonzero(fds: list[int]) -> int:
-    """:func:`_fast_sum` for SNC L3-level sums, where a zero in any domain may be the
-    kernel's bug rather than an empty cache (the careful path then checks that
-    domain's sub-nodes).
-
-    Raises:
-        ValueError: as :func:`_fast_sum`, and for a zero value. OSError: a read failed.
-    """
-    pread = os.pread
-    total = 0
-    for fd in fds:
-        raw = pread(fd, _READ_SIZE, 0)
-        if not raw[:-1].isdigit():
-            raise ValueError(raw)
-        value = int(raw)
-        if not 0 < value <= _MAX_COUNTER:
+        if not least <= value <= _MAX_COUNTER:
             raise ValueError(value)
         total += value
     return total
@@ -593,7 +577,7 @@ class PreadReader:
             # breakdown) falls through to the careful path below, which classifies it.
             if not og.telemetry and not self.per_domain:
                 try:
-                    llc = _fast_sum_nonzero(og.llc) if og.snc_top else _fast_sum(og.llc)
+                    llc = _fast_sum(og.llc, least=int(og.snc_top))
                     if llc <= _MAX_COUNTER:
                         if not self.mbm:
                             return GroupReading(llc)
