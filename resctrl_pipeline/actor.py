@@ -23,7 +23,12 @@ output edge, and runs one poll loop that
   of one hook on one input end the actor (exit 1) so the supervisor restarts it,
 * runs a core's long work in steps (:meth:`Core.more_work`): the loop then polls
   without waiting, so heartbeats and inputs keep flowing between the steps,
-* pushes an :class:`~resctrl_pipeline.messages.ActorStats` heartbeat to the supervisor.
+* pushes an :class:`~resctrl_pipeline.messages.ActorStats` heartbeat to the supervisor:
+  within ``stats_interval`` (1 s) of any activity (a message received or sent, an fd
+  event, a signal, the core's own deadline, a step of long work, a failed hook; not a
+  periodic timer that emitted nothing), and otherwise every
+  ``quiet_stats_interval`` (:func:`topology.quiet_heartbeat_interval`), so that an idle
+  actor wakes only for its own deadlines and a rare proof of life.
 
 Only this module and the supervisor import zmq.
 """
@@ -52,7 +57,14 @@ from resctrl_pipeline.droplog import DropLog
 from resctrl_pipeline.errors import ConfigError, DecodeError
 from resctrl_pipeline.hookfaults import HookFaults
 from resctrl_pipeline.messages import ActorStats, Message
-from resctrl_pipeline.topology import EDGES, HEARTBEAT_INTERVAL, edges_from, edges_into, endpoint
+from resctrl_pipeline.topology import (
+    EDGES,
+    HEARTBEAT_INTERVAL,
+    edges_from,
+    edges_into,
+    endpoint,
+    quiet_heartbeat_interval,
+)
 
 __all__ = ["Actor", "ActorSettings", "TimerSchedule", "run_actor"]
 
@@ -78,22 +90,28 @@ class TimerSchedule:
         self._deadline = {t.name: now + t.interval for t in timers}
         self.missed: dict[str, int] = {t.name: 0 for t in timers}
 
-    def due(self, now: float) -> list[str]:
-        """Names of timers whose deadline has passed, advancing their deadlines."""
+    def due(self, now: float, idle: frozenset[str] = frozenset()) -> list[str]:
+        """Names of timers whose deadline has passed, advancing their deadlines.
+
+        An ``idle`` timer's passed deadlines advance without firing and without counting
+        missed ticks (nothing was due, so nothing was missed).
+        """
         fired = []
         for name, deadline in self._deadline.items():
             if now < deadline:
                 continue
             interval = self._timers[name].interval
             late = int((now - deadline) // interval)
-            self.missed[name] += late
             self._deadline[name] = deadline + (late + 1) * interval
+            if name in idle:
+                continue
+            self.missed[name] += late
             fired.append(name)
         return fired
 
-    def next_deadline(self) -> float | None:
-        """The earliest pending deadline, or None without timers."""
-        return min(self._deadline.values(), default=None)
+    def next_deadline(self, idle: frozenset[str] = frozenset()) -> float | None:
+        """The earliest pending deadline of a timer not ``idle``, or None."""
+        return min((d for n, d in self._deadline.items() if n not in idle), default=None)
 
 
 @dataclass(frozen=True)
@@ -103,7 +121,10 @@ class ActorSettings:
     runtime_dir: str
     channel_capacity: int
     snapshot_interval: float = 10.0
+    #: Heartbeat period while the actor is active (see the module docstring).
     stats_interval: float = HEARTBEAT_INTERVAL
+    #: Heartbeat period while nothing happens; at least ``stats_interval``.
+    quiet_stats_interval: float = HEARTBEAT_INTERVAL
     #: Monotonic clock; injectable so tests drive timers deterministically.
     clock: Callable[[], float] = time.monotonic
     #: Edge name → endpoint override (tests); default from :func:`topology.endpoint`.
@@ -146,7 +167,10 @@ class Actor:
         self._fds: set[int] = set()
         self._open_sockets()
         now = settings.clock()
-        extra = [Timer("__stats", settings.stats_interval)]
+        #: When the last heartbeat went out, and whether anything happened since.
+        self._stats_at = now
+        self._active = False
+        extra = []
         if any(EDGES[e].stateful for e in self._push):
             extra.append(Timer("__snapshot", settings.snapshot_interval))
         self._schedule = TimerSchedule(core.timers() + extra, now)
@@ -199,6 +223,8 @@ class Actor:
         except zmq.Again:
             return False
         self._sent[edge] = self._sent.get(edge, 0) + 1
+        if edge != "stats":
+            self._active = True
         return True
 
     def send(self, edge: str, msg: Message) -> bool:
@@ -229,6 +255,8 @@ class Actor:
         return False
 
     def _emit(self, outputs: Outputs) -> None:
+        if any(edge != "stats" for edge, _ in outputs):
+            self._active = True  # even when every message is dropped: drops are news
         for edge, msg in outputs:
             self.send(edge, msg)
 
@@ -254,6 +282,7 @@ class Actor:
     def _hook_failed(self, hook: str, where: str, err: Exception) -> None:
         """Count a hook's failure; its input is lost, so re-send every stateful output
         in full (the core may have applied part of it); stop after too many in a row."""
+        self._active = True
         for edge in self._push:
             if EDGES[edge].stateful:
                 self._dirty[edge] = True
@@ -297,9 +326,15 @@ class Actor:
         self._sync_fds()
         now = clock()
         core_deadline = self._core_deadline()
+        idle = self._idle_timers()
         deadlines = [
             d
-            for d in (self._schedule.next_deadline(), self._drops.next_due(), core_deadline)
+            for d in (
+                self._schedule.next_deadline(idle),
+                self._drops.next_due(),
+                core_deadline,
+                self._stats_due(),
+            )
             if d is not None
         ]
         wait = max(0.0, min(deadlines) - now) if deadlines else 1.0
@@ -317,6 +352,9 @@ class Actor:
                 self._stop = True
                 return
             events = {}
+        if events:
+            # Input, an fd event or a signal: news for the next heartbeat.
+            self._active = True
         if self._wake_r in events or self._wake_r.fileno() in events:
             with contextlib.suppress(BlockingIOError):
                 self._wake_r.recv(4096)
@@ -343,10 +381,10 @@ class Actor:
                 self._faults.succeeded("on_signal", signame)
                 self._emit(out)
         now = clock()
-        for name in self._schedule.due(now):
-            if name == "__stats":
-                self._send_stats()
-            elif name == "__snapshot":
+        # Idle as before the wait: a timer that stops being idle in this step (a
+        # pod arrived) starts at its next deadline, its quiet past not counted missed.
+        for name in self._schedule.due(now, idle):
+            if name == "__snapshot":
                 self._send_snapshots()
             else:
                 try:
@@ -357,6 +395,9 @@ class Actor:
                     self._faults.succeeded("on_timer", name)
                     self._emit(out)
         if core_deadline is not None and now >= core_deadline:
+            # Work the core scheduled for itself (a flush, a reconnect): news, unlike a
+            # periodic timer that found nothing to do (the sampler's tick without pods).
+            self._active = True
             try:
                 out = self.core.on_deadline(now)
             except Exception as err:
@@ -365,6 +406,7 @@ class Actor:
                 self._faults.succeeded("on_deadline", "")
                 self._emit(out)
         if self._core_busy():
+            self._active = True
             try:
                 out = self.core.on_continue(clock())
             except Exception as err:
@@ -375,6 +417,14 @@ class Actor:
         self._retry_dirty()
         for edge, n in self._drops.due(now):
             log.warning("Dropped %d %s in the last second", n, EDGES[edge].what)
+        if clock() >= self._stats_due():
+            self._send_stats()
+
+    def _stats_due(self) -> float:
+        """When the next heartbeat is due: soon after activity, rarely without."""
+        s = self.settings
+        period = s.stats_interval if self._active else max(s.quiet_stats_interval, s.stats_interval)
+        return self._stats_at + period
 
     def _tend_supervisor(self, events: dict[object, int]) -> None:
         """Stop when ``up`` closes the control pipe; say which signals were left to it."""
@@ -425,6 +475,15 @@ class Actor:
         if deadline is None or math.isnan(deadline) or deadline == math.inf:
             return None  # nothing due ever (until the core says otherwise)
         return deadline  # -inf: due now
+
+    def _idle_timers(self) -> frozenset[str]:
+        """The core's idle timers (none if asking fails: the failure is counted, and
+        every timer then fires as scheduled)."""
+        try:
+            return self.core.idle_timers()
+        except Exception as err:
+            self._hook_failed("idle_timers", "", err)
+            return frozenset()
 
     def _core_busy(self) -> bool:
         """Whether the core has a long job with steps left (False if asking fails)."""
@@ -477,6 +536,8 @@ class Actor:
     def _send_stats(self) -> None:
         # Heartbeats are plain data: a dropped one is replaced by the next.
         self._try_send("stats", self.stats())
+        self._stats_at = self.settings.clock()
+        self._active = False
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT (or :meth:`stop`); returns the exit code.
@@ -619,6 +680,7 @@ def run_actor(build: Callable[[Config], Core], argv: list[str] | None = None) ->
         runtime_dir=cfg.runtime_dir,
         channel_capacity=cfg.channel_capacity,
         snapshot_interval=cfg.retry_interval,
+        quiet_stats_interval=quiet_heartbeat_interval(cfg.liveness_timeout),
         max_consecutive_hook_errors=cfg.max_consecutive_hook_errors,
         supervisor_pid=supervisor,
         control_fd=sys.stdin.fileno() if supervisor is not None else None,

@@ -359,8 +359,9 @@ KEYS: tuple[Key, ...] = (
         "sends the supervisor each pod's latest reading about once a second.",
         "RESCTRL_POD_METRICS"),
     Key("supervisor.liveness_timeout", "30s", _liveness_timeout,
-        "An actor that sends no heartbeat (one a second) for this long is killed (SIGKILL) "
-        "and restarted; /ready is 503 after three missed heartbeats already. At least 3s.",
+        "An actor that sends no heartbeat for this long is killed (SIGKILL) and restarted. "
+        "A busy actor sends one a second, an idle one every sixth of this (1-5 s); /ready is "
+        "503 after three idle periods without one already. At least 3s.",
         "RESCTRL_LIVENESS_TIMEOUT"),
     Key("node.name", "", _text(r"[A-Za-z0-9._-]{0,253}", "a node name"),
         "Node name in file names and metadata; empty = NODE_NAME env or the hostname.",

@@ -53,6 +53,15 @@ class Core:
         """Periodic timers this core wants; read once at start."""
         return []
 
+    def idle_timers(self) -> frozenset[str]:
+        """Names of :meth:`timers` that have nothing to do now (asked before every wait).
+
+        An idle timer neither fires nor wakes the loop, and its skipped ticks are not
+        counted as missed; it resumes on its own schedule once no longer idle (e.g. the
+        sampler's tick while there is no pod to read).
+        """
+        return frozenset()
+
     def on_start(self, now: float) -> Outputs:
         """Called once before the loop starts."""
         return []

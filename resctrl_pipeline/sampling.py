@@ -45,9 +45,21 @@ __all__ = ["Sampler"]
 # (uid, path, namespace, name, total, reconciled, mbm epoch, class paths, reset key):
 # one per pod with a group; the reset key is "" when the row sums several groups
 # (their counter resets are then followed per group, before the sum).
-_PlanEntry = tuple[
-    str, str, str | None, str | None, int, int, int, tuple[str, ...], str
-]
+_PlanEntry = tuple[str, str, str | None, str | None, int, int, int, tuple[str, ...], str]
+#: Pods read together by :meth:`PreadReader.read_many`, and their group paths.
+_Chunk = tuple[list[_PlanEntry], list[str]]
+#: Pods per :data:`_Chunk`: large enough that the per-call cost vanishes, small enough
+#: that a chunk's one timestamp is within a fraction of a millisecond of each read.
+CHUNK_PODS = 32
+
+
+def _chunks(plan: list[_PlanEntry]) -> list[_Chunk]:
+    """The plan's pods that are in no class, in order, cut into chunks."""
+    plain = [e for e in plan if not e[7]]
+    return [
+        (plain[i : i + CHUNK_PODS], [e[1] for e in plain[i : i + CHUNK_PODS]])
+        for i in range(0, len(plain), CHUNK_PODS)
+    ]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +115,7 @@ class Sampler(Core):
         #: Per pod uid, the value of each of ``label_keys`` (None: the pod lacks it).
         self.label_values: dict[str, tuple[str | None, ...]] = {}
         self._plan: list[_PlanEntry] | None = None
+        self._chunks: list[_Chunk] = []
         self._seen_groups = False
         self._seen_metadata = False
         self._monitoring: MonitoringInfo | None = None
@@ -114,6 +127,7 @@ class Sampler(Core):
         self.last_sample_wall_ns = 0
         self.pod_summary_interval = pod_summary_interval
         self._summary_due = 0.0  # monotonic; 0: on the next tick
+        self._summary_was_empty = False  # whether the last summary sent had no pod
         if probe is not None:
             self._refresh_probe()
         if self.with_mbm is None:
@@ -214,6 +228,14 @@ class Sampler(Core):
     def _values_of(self, msg: PodLabels) -> tuple[str | None, ...]:
         return tuple(msg.labels.get(k) for k in self._label_keys)
 
+    def _ensure_plan(self) -> tuple[list[_PlanEntry], list[_Chunk]]:
+        """The plan and its chunks, rebuilt only after an event: a tick does no
+        per-pod dictionary work."""
+        if self._plan is None:
+            self._plan = self._build_plan()
+            self._chunks = _chunks(self._plan)
+        return self._plan, self._chunks
+
     def _build_plan(self) -> list[_PlanEntry]:
         """One :data:`_PlanEntry` per pod with a group."""
         plan = []
@@ -234,20 +256,38 @@ class Sampler(Core):
         A pod whose read fails is skipped for this tick; the failure is counted by
         reason and logged at debug level.
         """
-        read = (reader or self.reader).read
+        source = reader or self.reader
+        read = source.read
+        read_many: Callable[[Sequence[str]], list[GroupReading | ResctrlReadError]] | None
+        read_many = getattr(source, "read_many", None)
         self.ticks += 1
-        if self._plan is None:
-            # Rebuilt only after an event: a tick does no per-pod dictionary work.
-            self._plan = self._build_plan()
+        plan, chunks = self._ensure_plan()
         start = self._wall_ns()
         wall_ns = self._wall_ns
-        kept, stamps, readings = [], [], []
-        for entry in self._plan:
+        kept: list[_PlanEntry] = []
+        stamps: list[int] = []
+        readings: list[GroupReading] = []
+        if read_many is not None:
+            for chunk, paths in chunks:
+                # Pods in no class, read together: one stamp per chunk, taken when its
+                # last read completed (a chunk takes well under a millisecond).
+                results = read_many(paths)
+                stamp = wall_ns()
+                for entry, result in zip(chunk, results, strict=True):
+                    if isinstance(result, ResctrlReadError):
+                        self._read_failed(entry, result)
+                    else:
+                        stamps.append(stamp)
+                        readings.append(result)
+                        kept.append(entry)
+
+        for entry in plan:
+            if read_many is not None and not entry[7]:
+                continue  # read in a chunk above
             try:
                 reading = read(entry[1]) if not entry[7] else self._read_spanning(read, entry)
             except ResctrlReadError as err:
-                self.read_errors[err.reason] = self.read_errors.get(err.reason, 0) + 1
-                log.debug("skipping pod %s this tick: %s", entry[0], err)
+                self._read_failed(entry, err)
                 continue
             stamps.append(wall_ns())
             readings.append(reading)
@@ -297,18 +337,28 @@ class Sampler(Core):
         """The tick's :class:`PodSummary` when one is due (see ``pod_summary_interval``).
 
         It shares the batch's column lists (no copy: both are encoded at once); a tick
-        with no row gives an empty summary, so the last pod's series go too.
+        with no row gives one empty summary, so the last pod's series go too (and no
+        more until a pod is read again).
         """
         if self.pod_summary_interval is None or now < self._summary_due:
             return None
+        if batch is None and self._summary_was_empty:
+            # The supervisor already knows there is no pod: repeating it every second
+            # would wake it for nothing on an idle node.
+            return None
         # Half a tick early, so that a 1 s interval at 1 s sampling is every tick.
         self._summary_due = now + self.pod_summary_interval - self.sampling_interval / 2
+        self._summary_was_empty = batch is None
         if batch is None:
             return PodSummary(self._wall_ns())
         cols = batch.columns
         return PodSummary(
             cols["start_timestamp"][0], {k: cols[k] for k in POD_SUMMARY_COLUMNS if k in cols}
         )
+
+    def _read_failed(self, entry: _PlanEntry, err: ResctrlReadError) -> None:
+        self.read_errors[err.reason] = self.read_errors.get(err.reason, 0) + 1
+        log.debug("skipping pod %s this tick: %s", entry[0], err)
 
     def _read_spanning(
         self, read: Callable[[str], GroupReading], entry: _PlanEntry
@@ -346,6 +396,16 @@ class Sampler(Core):
         if self._probe is not None:
             timers.append(Timer("probe", self.probe_interval))
         return timers
+
+    def idle_timers(self) -> frozenset[str]:
+        """``sample`` while no pod has a group and the supervisor has heard so: an idle
+        node's sampler then sleeps instead of ticking over nothing."""
+        plan, _ = self._ensure_plan()  # needed at the next tick anyway
+        if plan:
+            return frozenset()
+        if self.pod_summary_interval is not None and not self._summary_was_empty:
+            return frozenset()  # one empty summary still has to go
+        return frozenset({"sample"})
 
     def on_message(self, edge: str, msg: Message, now: float) -> Outputs:
         """Route group and metadata messages to their handlers; ignore anything else."""

@@ -18,11 +18,39 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["ACTORS", "EDGES", "HEARTBEAT_INTERVAL", "Edge", "edges_from", "edges_into", "endpoint"]
+__all__ = [
+    "ACTORS",
+    "EDGES",
+    "HEARTBEAT_INTERVAL",
+    "QUIET_HEARTBEAT_MAX",
+    "Edge",
+    "edges_from",
+    "edges_into",
+    "endpoint",
+    "quiet_heartbeat_interval",
+]
 
-#: Seconds between two heartbeats (ActorStats on ``stats``) of an actor; the supervisor
-#: calls an actor silent after three of them.
+#: Seconds between two heartbeats (ActorStats on ``stats``) of an actor that did
+#: something since its last one (received or sent a message, handled a signal or an
+#: NRI event, failed a hook): counters and readiness reach ``/status`` within a second.
 HEARTBEAT_INTERVAL = 1.0
+
+#: Upper bound of the heartbeat period of an actor that did nothing since its last one.
+#: A quiet actor's heartbeat only proves that its loop runs; sending it every second cost
+#: an idle pipeline most of its CPU (four wake-ups of four processes and the supervisor).
+QUIET_HEARTBEAT_MAX = 5.0
+
+
+def quiet_heartbeat_interval(liveness_timeout: float) -> float:
+    """Heartbeat period of a quiet actor under ``supervisor.liveness_timeout``.
+
+    A sixth of the timeout, between :data:`HEARTBEAT_INTERVAL` and
+    :data:`QUIET_HEARTBEAT_MAX`: the supervisor calls an actor silent (``/ready`` 503)
+    after three quiet periods, and kills it after the timeout, so a hung actor is still
+    noticed after three periods and killed only after six missed heartbeats at least.
+    """
+    return min(QUIET_HEARTBEAT_MAX, max(HEARTBEAT_INTERVAL, liveness_timeout / 6))
+
 
 #: Actor names, in start order (consumers first, so their sockets are bound early).
 ACTORS: tuple[str, ...] = ("writer", "sampler", "reconciler", "nri-listener")

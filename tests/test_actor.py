@@ -70,20 +70,53 @@ def test_timer_schedule_no_drift_and_missed_ticks_skipped() -> None:
     assert sched.due(5.5) == ["t"]  # one firing after a stall, not four
     assert sched.missed["t"] == 3
     assert sched.next_deadline() == 6.0
+    # An idle timer neither fires nor wakes, and its skipped ticks are not missed.
+    assert sched.due(9.5, idle=frozenset({"t"})) == []
+    assert sched.next_deadline(idle=frozenset({"t"})) is None
+    assert sched.missed["t"] == 3
+    assert sched.next_deadline() == 10.0  # back on its own grid once no longer idle
+    assert sched.due(10.0) == ["t"] and sched.missed["t"] == 3
 
 
 def test_l2_1_ticks_and_shutdown(short_tmp: str) -> None:
     clock = FakeClock()
     core = Sampler(FakeLlcReader(), sampling_interval=0.01, health_interval=0.01, with_mbm=False)
+    core.on_message("groups", GroupState("u1", "/g1", 1, 1), clock.now)  # one pod to read
     actor = Actor(core, settings(short_tmp, clock))
     for _ in range(5):
         clock.now += 0.01
         actor.step(0)
     assert core.ticks == 5
-    assert not core.ready()
+    assert not core.ready()  # no metadata yet
     actor.stop()
     assert actor.run() == 0  # returns at once: already stopped, sockets closed
     assert actor.stats().counters["missed_ticks_sample"] == 0
+
+
+def test_the_sampler_sleeps_without_pods_and_ticks_on_schedule_when_one_comes(
+    short_tmp: str,
+) -> None:
+    clock = FakeClock()
+    core = Sampler(FakeLlcReader({"/g1": 5}), sampling_interval=1.0, with_mbm=False)
+    actor = Actor(core, settings(short_tmp, clock))
+    groups = pusher(short_tmp, "groups")
+    try:
+        for _ in range(10):  # 10 s without a pod: no tick, and none of them "missed"
+            clock.now += 1.0
+            actor.step(0)
+        assert core.ticks == 0
+        clock.now += 0.5
+        groups.send(codec.encode(GroupState("u1", "/g1", 1, 1)))
+        poll_until(lambda: actor.step(0) or "u1" in core.pods, what="group event")
+        assert core.ticks == 0  # not at once: at the next tick of the schedule
+        for _ in range(3):
+            clock.now += 1.0
+            actor.step(0)
+        assert core.ticks == 3 and core.samples == 3
+        assert actor.stats().counters["missed_ticks_sample"] == 0
+    finally:
+        groups.close()
+        actor.close()
 
 
 def test_l2_2_ready_gating_with_injected_events(short_tmp: str) -> None:
@@ -345,4 +378,68 @@ def test_a_deadline_before_now_is_called_once_and_a_failing_one_is_counted(
         actor.step(0)  # the loop goes on; the failure is counted under its hook
         assert actor.stats().counters["hook_errors_next_deadline"] == 1
     finally:
+        actor.close()
+
+
+def test_a_quiet_actor_heartbeats_rarely_and_an_active_one_within_a_second(
+    short_tmp: str,
+) -> None:
+    """An idle pipeline must not wake every process every second just to say it lives;
+    but what an actor did reaches the supervisor within a second."""
+    clock = FakeClock()
+    quiet = ActorSettings(runtime_dir=short_tmp, channel_capacity=8, snapshot_interval=600.0,
+                          stats_interval=1.0, quiet_stats_interval=5.0, clock=clock,
+                          install_signal_handlers=False)  # fmt: skip
+    actor = Actor(CountingWriter(), quiet)
+    sink = puller(short_tmp, "stats")
+    push = pusher(short_tmp, "occupancy")
+    try:
+        heartbeats = 0
+        for _ in range(9):  # 4.5 s with nothing to do: no heartbeat
+            clock.now += 0.5
+            actor.step(0)
+            heartbeats += len(recv_all(sink, timeout_ms=20))
+        assert heartbeats == 0
+        clock.now += 0.5  # 5 s: the quiet period's proof of life
+        actor.step(0)
+        assert len(recv_all(sink)) == 1
+        # A message arrives: its count goes out one second after the last heartbeat at
+        # the latest, not after another quiet period.
+        push.send(codec.encode(OccupancyBatch({"pod_uid": ["u"]})))
+        poll_until(lambda: actor.step(0) or actor.stats().counters.get("received_occupancy"),
+                   what="the message received")  # fmt: skip
+        clock.now += 1.0
+        actor.step(0)
+        got = recv_all(sink)
+        assert len(got) == 1 and got[0].counters["received_occupancy"] == 1  # type: ignore[union-attr]
+        # Quiet again: the next one waits for the quiet period.
+        clock.now += 1.0
+        actor.step(0)
+        assert recv_all(sink, timeout_ms=50) == []
+    finally:
+        push.close()
+        sink.close()
+        actor.close()
+
+
+def test_an_idle_actor_sleeps_until_its_quiet_heartbeat(short_tmp: str) -> None:
+    """Real clock: with nothing due, one step blocks for the whole quiet period."""
+    quiet = ActorSettings(runtime_dir=short_tmp, channel_capacity=8, snapshot_interval=600.0,
+                          stats_interval=0.05, quiet_stats_interval=0.6,
+                          install_signal_handlers=False)  # fmt: skip
+    actor = Actor(CountingWriter(), quiet)
+    sink = puller(short_tmp, "stats")
+    try:
+        steps = 0
+        start = time.monotonic()
+        while True:
+            actor.step(max_wait=5.0)
+            steps += 1
+            if sink.poll(300):  # the heartbeat crosses the ipc socket
+                break
+            assert time.monotonic() - start < 5.0, "no heartbeat after the quiet period"
+        assert time.monotonic() - start >= 0.6
+        assert steps == 1  # no wake-up between: the loop slept through
+    finally:
+        sink.close()
         actor.close()

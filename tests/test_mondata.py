@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resctrl_pipeline.errors import ResctrlGroupGone, ResctrlReadError
 from resctrl_pipeline.resctrl.info import mount_type, probe
-from resctrl_pipeline.resctrl.mondata import PreadReader, counter_files, parse_counter, read_group
-from tests.support import make_group, make_resctrl_tree, set_counter
+from resctrl_pipeline.resctrl.mondata import (
+    GroupReading,
+    PreadReader,
+    counter_files,
+    parse_counter,
+    read_group,
+)
+from tests.support import fuzz_examples, make_group, make_resctrl_tree, set_counter
 
 
 @pytest.mark.parametrize(
@@ -153,3 +160,72 @@ def test_mount_type_from_proc_mounts_format(tmp_path: str) -> None:
     assert mount_type("/sys/fs/resctrl", str(mounts)) == "resctrl"
     assert mount_type("/my dir", str(mounts)) == "fuse.rp"
     assert mount_type("/elsewhere", str(mounts)) is None
+
+
+#: Counter file contents: what the kernel writes, and garbage it never should.
+_CONTENTS = st.one_of(
+    st.integers(min_value=0, max_value=2**62).map(lambda v: f"{v}\n"),
+    st.sampled_from(["0\n", f"{2**63 - 1}\n", f"{2**63}\n", "Unavailable\n", "Error\n",
+                     "Unassigned\n", "+5\n", "1_000\n", " 7\n", "7 \n", "-3\n", "", "\n",
+                     "12\n34\n", "12", "٣\n"]),
+)  # fmt: skip
+
+
+def _valid(text: str) -> int | None:
+    """The counter's value when ``text`` is one the kernel writes, else None."""
+    if len(text) < 2 or text[-1] != "\n" or not text[:-1].isascii() or not text[:-1].isdigit():
+        return None
+    value = int(text)
+    return value if value <= 2**63 - 1 else None
+
+
+@settings(max_examples=fuzz_examples(60), deadline=None)
+@given(
+    mbm=st.booleans(),
+    groups=st.lists(
+        st.lists(st.tuples(_CONTENTS, _CONTENTS, _CONTENTS), min_size=2, max_size=2),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_read_many_reads_what_read_reads(mbm: bool, groups: list[list[tuple[str, ...]]]) -> None:
+    """The batched hot path gives every group exactly what reading it alone gives: the
+    sums where every file holds a number, the same typed error where one does not."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [make_group(os.path.join(tmp, f"g{i}"), value=1) for i in range(len(groups))]
+        reader = PreadReader(mbm=mbm)
+        try:
+            _compare(reader, paths, mbm, groups)
+        finally:
+            reader.close()
+
+
+def _compare(
+    reader: PreadReader, paths: list[str], mbm: bool, groups: list[list[tuple[str, ...]]]
+) -> None:
+    features = ("llc_occupancy", "mbm_total_bytes", "mbm_local_bytes")
+    assert reader.read_many(paths) == [GroupReading(2, 2, 2, "assigned") if mbm
+                                       else GroupReading(2)] * len(paths)  # fmt: skip
+    for path, domains in zip(paths, groups, strict=True):
+        for dom, texts in enumerate(domains):
+            for feat, text in zip(features, texts, strict=True):
+                set_counter(path, dom, feat, text)
+    got = reader.read_many(paths)  # descriptors open: the batched path first
+    for path, domains, result in zip(paths, groups, got, strict=True):
+        values = [[_valid(t) for t in texts] for texts in domains]
+        llc = [v[0] for v in values]
+        if all(v is not None for v in llc) and (
+            not mbm or all(x is not None for v in values for x in v)
+        ):
+            sums = [sum(v[i] or 0 for v in values) for i in range(3)]
+            if sums[0] <= 2**63 - 1:
+                expected = GroupReading(sums[0], sums[1], sums[2], "assigned") if mbm else (
+                    GroupReading(sums[0]))  # fmt: skip
+                assert result == expected, (path, domains)
+                continue
+        # Something to classify: the same answer as a fresh reader's careful read.
+        try:
+            alone: object = read_group(path, mbm=mbm)
+        except ResctrlReadError as err:
+            alone = err.reason
+        assert (result.reason if isinstance(result, ResctrlReadError) else result) == alone

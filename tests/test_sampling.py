@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 
 import pytest
 
@@ -227,6 +229,15 @@ def test_pod_summary_about_once_a_second_and_at_once_when_a_pod_goes() -> None:
     s.on_message("groups", GroupSnapshot(()), 2.75)
     ((when, summary),) = _summaries(s, [2.8, 2.9])
     assert when == 2.8 and summary.columns == {}  # the last pod's series go too
+    # Without pods, that one empty summary is all: an idle node's supervisor is not
+    # woken every second to hear that there is still no pod.
+    assert _summaries(s, [t / 10 for t in range(30, 60)]) == []
+    s.on_message("groups", GroupState("c", "/g/a", 1, 1), 6.05)
+    ((when, summary),) = _summaries(s, [6.1, 6.2])
+    assert when == 6.1 and summary.columns["pod_uid"] == ["c"]
+    s.on_message("groups", GroupGone("c"), 6.25)
+    ((when, summary),) = _summaries(s, [t / 10 for t in range(63, 90)])
+    assert when == 6.3 and summary.columns == {}  # once more when the last pod goes
 
 
 def test_no_pod_summary_when_pod_metrics_are_off() -> None:
@@ -320,3 +331,40 @@ def test_a_first_probe_that_fails_is_logged() -> None:
     finally:
         logger.removeHandler(handler)
     assert [r.getMessage() for r in records] == ["resctrl monitoring unusable: /x does not exist"]
+
+
+def test_a_tick_over_many_real_groups_reads_each_pod_once_and_skips_only_the_bad_one(
+    tmp_path: Path,
+) -> None:
+    """Over a plain-file tree with more pods than one chunk of the batched read: every
+    pod's row has its own counters, the one pod whose file holds garbage is skipped and
+    counted, and each row's timestamp lies within the tick."""
+    from resctrl_pipeline.resctrl.mondata import PreadReader
+    from tests.support import make_group, set_counter
+
+    pods = 70  # three chunks of up to 32
+    reader = PreadReader(mbm=True)
+    s = Sampler(reader, with_mbm=True)
+    try:
+        for i in range(pods):
+            g = make_group(str(tmp_path / f"pod_u{i}"), domains=(0, 1), value=i)
+            s.handle_resctrl_event(GroupState(f"u{i}", g, 1, 1))
+        s.handle_metadata_event(MetadataSnapshot(()))
+        s.handle_sample_timer()  # opens every descriptor
+        set_counter(str(tmp_path / "pod_u40"), 1, "mbm_local_bytes", "1_000\n")
+        before = time.time_ns()
+        batch = s.handle_sample_timer()
+        after = time.time_ns()
+    finally:
+        reader.close()
+    assert batch is not None
+    cols = batch.columns
+    expected = {f"u{i}": (2 * i, 2 * i, 2 * i) for i in range(pods) if i != 40}
+    counters = zip(
+        cols["llc_occupancy_bytes"], cols["mbm_total_bytes"], cols["mbm_local_bytes"], strict=True
+    )
+    got = dict(zip(cols["pod_uid"], counters, strict=True))
+    assert got == expected
+    assert s.read_errors == {"garbage": 1}
+    assert all(before <= t <= after for t in cols["timestamp"])
+    assert all(t >= cols["start_timestamp"][0] for t in cols["timestamp"])

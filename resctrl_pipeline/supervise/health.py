@@ -6,8 +6,10 @@ The actors' counters and gauges become families as :mod:`.families` describes
 (histograms, labelled counters with bounded label values, plain counters and gauges).
 
 Liveness: the supervisor records when (monotonic clock) each heartbeat arrived. An
-actor silent for :data:`SILENT_AFTER` heartbeat intervals makes ``/ready`` 503
-(``sampler: no heartbeat for 3.4 s``); the supervisor kills it after
+actor silent for :data:`SILENT_AFTER` quiet heartbeat periods
+(:func:`~resctrl_pipeline.topology.quiet_heartbeat_interval`: an actor with nothing to
+report sends one that rarely) makes ``/ready`` 503 (``sampler: no heartbeat for
+15.4 s``); the supervisor kills it after
 ``supervisor.liveness_timeout``. Times are passed in (``now``), so this stays pure.
 """
 
@@ -27,7 +29,6 @@ __all__ = ["SILENT_AFTER", "ActorView", "MetricsCollector", "PipelineView", "rea
 
 #: Heartbeat intervals without one after which an actor is reported silent.
 SILENT_AFTER = 3
-
 
 
 @dataclass
@@ -65,6 +66,7 @@ class PipelineView:
     #: The sampler's latest per-pod summary (None: none yet, or ``http.pod_metrics`` off).
     pods: PodSummary | None = None
     pod_metrics: bool = True
+    #: The longest period between two heartbeats of a live actor (its quiet period).
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     #: Bytes of each L3 domain (``resctrl.cache``), for shares of the cache; {}: unknown.
     l3_cache_bytes: dict[int, int] = field(default_factory=dict)
@@ -156,13 +158,13 @@ class MetricsCollector:
         now = time.monotonic()
         age = GaugeMetricFamily(
             "resctrl_pipeline_actor_heartbeat_age_seconds",
-            "Seconds since the actor's last heartbeat arrived (one a second when alive).",
+            "Seconds since the actor's last heartbeat arrived (one a second when busy, one every "
+            "few seconds when idle).",
             labels=["actor"],
         )
         kills = CounterMetricFamily(
             "resctrl_pipeline_actor_liveness_kills",
-            "Processes of the actor killed after supervisor.liveness_timeout without a "
-            "heartbeat.",
+            "Processes of the actor killed after supervisor.liveness_timeout without a heartbeat.",
             labels=["actor"],
         )
         up = GaugeMetricFamily("resctrl_pipeline_actor_up", "1 while the actor runs.",

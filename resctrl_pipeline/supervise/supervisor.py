@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -50,7 +51,7 @@ from resctrl_pipeline.supervise.health import ActorView, PipelineView
 from resctrl_pipeline.supervise.http import HttpEndpoints
 from resctrl_pipeline.supervise.policy import RestartPolicy
 from resctrl_pipeline.supervise.spawner import ActorProcess, available_actors
-from resctrl_pipeline.topology import ACTORS, EDGES, endpoint
+from resctrl_pipeline.topology import ACTORS, EDGES, endpoint, quiet_heartbeat_interval
 
 __all__ = ["HttpAddressError", "RuntimeDirError", "Supervisor", "prepare_runtime_dir"]
 
@@ -66,6 +67,9 @@ HURRY_GRACE = 2.0
 STARTUP_GRACE = 10.0
 #: Seconds after a liveness SIGKILL before a process still there is reported.
 LINGER_NOTICE = 1.0
+#: Longest poll without a deadline: a safety net only (an exit wakes the loop by
+#: SIGCHLD, a heartbeat by its socket), so rare enough to cost nothing idle.
+MAX_WAIT = 30.0
 
 
 class HttpAddressError(PipelineError):
@@ -153,6 +157,7 @@ class Supervisor:
             actors={a: ActorView(a) for a in self.actor_names}, started_at=time.time(),
             node=cfg.node_name, pod_metrics=cfg.pod_metrics,
             l3_cache_bytes=l3_sizes(cfg.resctrl_root),
+            heartbeat_interval=quiet_heartbeat_interval(cfg.liveness_timeout),
         )  # fmt: skip
         self.procs: dict[str, ActorProcess] = {}
         self._restart_at: dict[str, float] = {}
@@ -244,6 +249,24 @@ class Supervisor:
         except OSError:
             return "(no message; see the actor's output above)"
         return " ".join(text.split()) or "(empty message)"
+
+    def _next_wake(self, now: float) -> float:
+        """The next time the loop must look without input: a restart, a liveness
+        limit or a lingerer's notice. Heartbeats, exits (SIGCHLD) and signals wake it
+        through the poller; without a deadline it looks every :data:`MAX_WAIT` s."""
+        due = [now + MAX_WAIT, *self._restart_at.values()]
+        timeout = self.cfg.liveness_timeout
+        for name, view in self.view.actors.items():
+            if not view.running or view.started_mono is None:
+                continue
+            if view.killed_at is not None:
+                if name not in self._lingering:
+                    due.append(view.killed_at + LINGER_NOTICE)
+            elif view.heartbeat_at is None:
+                due.append(view.started_mono + timeout + STARTUP_GRACE)
+            else:
+                due.append(view.heartbeat_at + timeout)
+        return min(due)
 
     def _check_liveness(self, now: float) -> None:
         """SIGKILL actors silent for ``supervisor.liveness_timeout``; report lingerers."""
@@ -353,10 +376,9 @@ class Supervisor:
                                                 error_path=self._error_path(name))  # fmt: skip
                 self._start(name)
             while not self._stop:
-                wait = 1.0
-                if self._restart_at:
-                    wait = max(0.0, min(min(self._restart_at.values()) - time.monotonic(), 1.0))
-                events = dict(poller.poll(int(wait * 1000)))
+                wait = max(0.0, self._next_wake(time.monotonic()) - time.monotonic())
+                # Rounded up: a wait cut to whole milliseconds wakes before the deadline.
+                events = dict(poller.poll(math.ceil(wait * 1000)))
                 if wake_r in events or wake_r.fileno() in events:
                     with contextlib.suppress(BlockingIOError):
                         wake_r.recv(4096)
