@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import logging
 
+import pyarrow as pa
+
 from resctrl_pipeline.core import Core, Outputs, Stats
 from resctrl_pipeline.messages import Message, OccupancyBatch
 from resctrl_pipeline.sink.parquet import ParquetSink
@@ -107,12 +109,15 @@ class WriterCore(Core):
             self.uploader.wake()
 
     def statistics(self) -> Stats:
-        """The sink's (and uploader's) counters and gauges, the ``output`` readiness flag."""
+        """The sink's (and uploader's) counters and gauges, the ``output`` readiness flag,
+        and the Arrow memory pool's name (info ``arrow_memory_pool``)."""
         s = self.sink.statistics()
         counters = s.counters()
         counters["unexpected_messages"] = self._unexpected
         gauges = s.gauges()
         info = {"output": s.last_error} if s.write_blocked else {}
+        # Which allocator holds the rows (actors/writer.py picks the C library's).
+        info["arrow_memory_pool"] = pa.default_memory_pool().backend_name
         if self.uploader is not None:
             u = self.uploader.statistics()
             counters.update(u.counters())

@@ -138,3 +138,13 @@ def test_metadata_without_groups_stays_503_until_a_group_event_arrives(
         return pipeline.get("/ready")[0] == 200
 
     poll_until(ready, 20, interval=0.2, what="/ready 200 once a group event arrived too")
+
+
+def test_the_writer_process_allocates_with_the_c_librarys_malloc(
+    pipeline: RunningPipeline,
+) -> None:
+    """pyarrow's default allocator cost an idle-between-flushes writer twice the CPU and
+    15 MiB more (docs/benchmarks.md); the writer process picks malloc, and says so."""
+    poll_until(lambda: both_reported(pipeline), 20, what="first heartbeats")
+    info = pipeline.status()["actors"]["writer"]["info"]
+    assert info.get("arrow_memory_pool") == "system", info
