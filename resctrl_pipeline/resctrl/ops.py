@@ -24,10 +24,6 @@ __all__ = ["OsResctrlOps", "ResctrlOps", "split_name"]
 _NOT_CLASSES = frozenset({"info", "mon_groups", "mon_data"})
 
 
-#: Group names whose directory :meth:`OsResctrlOps._dir` remembers at most.
-_DIRS_REMEMBERED = 65_536
-
-
 def split_name(name: str) -> tuple[str, str]:
     """``"gold/pod_x"`` → ``("gold", "pod_x")``; ``"pod_x"`` → ``("", "pod_x")``.
 
@@ -111,31 +107,17 @@ class OsResctrlOps:
         self._root = os.path.abspath(root)
         self._mon = os.path.join(self._root, "mon_groups")
         self._tasks_fd: tuple[str, int] | None = None
-        self._dirs: dict[str, str] = {}
 
     @property
     def root(self) -> str:
         return self._root
 
     def _dir(self, name: str) -> str:
-        """The directory of group ``name`` (see :func:`split_name`).
-
-        Remembered per name (a name always maps to the same directory): the
-        reconciler's pass asks for every pod's group each time, and checking and
-        joining the name again was a tenth of the pass. The memory is dropped when it
-        reaches :data:`_DIRS_REMEMBERED` names (pods come and go).
-        """
-        path = self._dirs.get(name)
-        if path is None:
-            ctrl, leaf = split_name(name)
-            if not ctrl:
-                path = os.path.join(self._mon, leaf)
-            else:
-                path = os.path.join(self._root, ctrl, "mon_groups", leaf)
-            if len(self._dirs) >= _DIRS_REMEMBERED:
-                self._dirs.clear()
-            self._dirs[name] = path
-        return path
+        """The directory of group ``name`` (see :func:`split_name`)."""
+        ctrl, leaf = split_name(name)
+        if not ctrl:
+            return os.path.join(self._mon, leaf)
+        return os.path.join(self._root, ctrl, "mon_groups", leaf)
 
     def mkdir(self, name: str) -> None:
         self._forget_tasks_fd(name)
