@@ -585,9 +585,11 @@ class PreadReader:
                         if not og.mbm_total and not og.mbm_local:
                             return GroupReading(llc, None, None, "unsupported")
                         if og.mbm_total and og.mbm_local:
-                            return GroupReading(
-                                llc, _fast_sum(og.mbm_total), _fast_sum(og.mbm_local), "assigned"
-                            )
+                            total, local = _fast_sum(og.mbm_total), _fast_sum(og.mbm_local)
+                            # A sum past int64 (garbage near the top in two domains)
+                            # cannot be stored: the careful path calls it unavailable.
+                            if total <= _MAX_COUNTER and local <= _MAX_COUNTER:
+                                return GroupReading(llc, total, local, "assigned")
                 except (ValueError, OSError):
                     pass
             try:
@@ -646,8 +648,10 @@ class PreadReader:
             if self.mbm:
                 total = list(map(int.__add__, total, values[domains + d :: width]))
                 local = list(map(int.__add__, local, values[2 * domains + d :: width]))
-        if max(llc) > _MAX_COUNTER:
-            return self._one_by_one(group_paths)
+        if max(llc) > _MAX_COUNTER or (
+            self.mbm and max(max(total), max(local)) > _MAX_COUNTER
+        ):
+            return self._one_by_one(group_paths)  # a sum past int64: classified there
         if not self.mbm:
             return list(map(GroupReading, llc))
         return list(map(GroupReading, llc, total, local, itertools.repeat("assigned")))
