@@ -96,7 +96,8 @@ class GroupReading(NamedTuple):
 
 
 class LlcReader(Protocol):
-    """Reads a group's counters. The sampler core depends only on this."""
+    """Reads a group's counters. The sampler core depends only on this (and uses a
+    reader's ``read_many``, as :class:`PreadReader` has, where there is one)."""
 
     def read(self, group_path: str) -> GroupReading:
         """Counters of the group at ``group_path``.

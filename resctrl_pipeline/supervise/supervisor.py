@@ -255,42 +255,44 @@ class Supervisor:
         limit or a lingerer's notice. Heartbeats, exits (SIGCHLD) and signals wake it
         through the poller; without a deadline it looks every :data:`MAX_WAIT` s."""
         due = [now + MAX_WAIT, *self._restart_at.values()]
-        timeout = self.cfg.liveness_timeout
         for name, view in self.view.actors.items():
-            if not view.running or view.started_mono is None:
-                continue
-            if view.killed_at is not None:
-                if name not in self._lingering:
-                    due.append(view.killed_at + LINGER_NOTICE)
-            elif view.heartbeat_at is None:
-                due.append(view.started_mono + timeout + STARTUP_GRACE)
-            else:
-                due.append(view.heartbeat_at + timeout)
+            at = self._liveness_due(name, view)
+            if at is not None:
+                due.append(at)
         return min(due)
+
+    def _liveness_due(self, name: str, view: ActorView) -> float | None:
+        """When :meth:`_check_liveness` has something to do for this actor: the end
+        of its allowed silence, or the notice of a killed process that lingers; None
+        for an actor not running or already reported lingering."""
+        if not view.running or view.started_mono is None:
+            return None
+        if view.killed_at is not None:
+            return None if name in self._lingering else view.killed_at + LINGER_NOTICE
+        if view.heartbeat_at is None:
+            return view.started_mono + self.cfg.liveness_timeout + STARTUP_GRACE
+        return view.heartbeat_at + self.cfg.liveness_timeout
 
     def _check_liveness(self, now: float) -> None:
         """SIGKILL actors silent for ``supervisor.liveness_timeout``; report lingerers."""
-        timeout = self.cfg.liveness_timeout
         for name, view in self.view.actors.items():
-            if not view.running or view.started_mono is None:
+            due = self._liveness_due(name, view)
+            if due is None or now < due:
                 continue
             if view.killed_at is not None:
-                if now - view.killed_at >= LINGER_NOTICE and name not in self._lingering:
-                    self._lingering.add(name)
-                    log.warning("%s (pid %s) is still there %.1f s after SIGKILL (an "
-                                "uninterruptible kernel wait?); its replacement starts when "
-                                "it is gone", name, view.pid, now - view.killed_at)  # fmt: skip
+                self._lingering.add(name)
+                log.warning("%s (pid %s) is still there %.1f s after SIGKILL (an "
+                            "uninterruptible kernel wait?); its replacement starts when "
+                            "it is gone", name, view.pid, now - view.killed_at)  # fmt: skip
                 continue
-            if view.heartbeat_at is None:
-                silent, limit = now - view.started_mono, timeout + STARTUP_GRACE
+            if view.heartbeat_at is not None:
+                what, silent = "no heartbeat", now - view.heartbeat_at
             else:
-                silent, limit = now - view.heartbeat_at, timeout
-            if silent < limit:
-                continue
-            what = "no heartbeat" if view.heartbeat_at is not None else "no first heartbeat"
+                assert view.started_mono is not None  # else nothing was due
+                what, silent = "no first heartbeat", now - view.started_mono
             log.error("%s (pid %s) sent %s for %.1f s (supervisor.liveness_timeout %gs): "
                       "killing it (SIGKILL) for a restart", name, view.pid, what, silent,
-                      timeout)  # fmt: skip
+                      self.cfg.liveness_timeout)  # fmt: skip
             view.killed_at = now
             view.liveness_kills += 1
             self.procs[name].signal(signal.SIGKILL)
